@@ -1,0 +1,118 @@
+"""Opening ROOT files with uproot: finding trees at any depth and judging branches."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uproot
+
+from cmsgen.engine.errors import UnreadableFileError
+
+log = logging.getLogger(__name__)
+
+TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
+SIMPLE_INTERPRETATIONS = ("AsDtype", "AsJagged", "AsStrings", "AsDtypeInPlace")
+
+
+@dataclass(frozen=True)
+class TreeInfo:
+    """A TTree or RNTuple found in a ROOT file."""
+
+    path: str
+    kind: str  # "tree" or "rntuple"
+    entries: int
+
+
+def open_root(path: Path) -> Any:
+    """Open a ROOT file with uproot; raise UnreadableFileError with a plain reason when it fails."""
+    try:
+        return uproot.open(path)
+    except FileNotFoundError:
+        raise UnreadableFileError(f"The file {path} does not exist; check the path.") from None
+    except ValueError as error:
+        text = str(error)
+        if "not a ROOT file" in text:
+            raise UnreadableFileError(
+                f"The file {path} is not a ROOT file (its first bytes are not 'root'); check that it was not renamed or mis-copied."
+            ) from None
+        raise UnreadableFileError(f"The ROOT file {path} cannot be opened ({text.splitlines()[0]}); it may be truncated or corrupt.") from None
+    except Exception as error:  # uproot raises many types for damaged files
+        log.debug("uproot.open(%s) failed", path, exc_info=True)
+        raise UnreadableFileError(
+            f"The ROOT file {path} cannot be opened ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}); "
+            "it may be truncated or corrupt: copy it again."
+        ) from None
+
+
+def list_trees(root_file: Any, path: Path) -> list[TreeInfo]:
+    """List every TTree and RNTuple in the file, at any directory depth, highest cycle only."""
+    try:
+        classnames = root_file.classnames(recursive=True, cycle=False)
+    except Exception as error:
+        raise UnreadableFileError(
+            f"The directory of the ROOT file {path} cannot be read ({type(error).__name__}); the file may be truncated: copy it again."
+        ) from None
+    trees = []
+    for name, classname in classnames.items():
+        if classname in TREE_CLASSES:
+            try:
+                obj = root_file[name]
+                entries = int(obj.num_entries)
+            except Exception as error:
+                log.warning("cannot read the header of %s in %s: %s", name, path, error)
+                continue
+            trees.append(TreeInfo(name, "rntuple" if "RNTuple" in classname else "tree", entries))
+    return trees
+
+
+def branch_types(tree: Any) -> dict[str, str]:
+    """Return leaf-level branch (or RNTuple field) names and their type names."""
+    if not is_rntuple(tree):
+        result = {}
+        for branch in tree.itervalues(recursive=True):
+            result[branch.name] = branch.typename
+        return result
+    # RNTuple: top-level fields; internal collection fields start with an underscore.
+    result = {}
+    for name in tree.keys():
+        if "." in name or name.startswith("_"):
+            continue
+        try:
+            result[name] = str(tree[name].typename)
+        except Exception:  # noqa: BLE001 - a field type that uproot cannot name is still listed
+            result[name] = ""
+    return result
+
+
+def is_rntuple(obj: Any) -> bool:
+    """Return True for an uproot RNTuple object."""
+    return "RNTuple" in type(obj).__name__
+
+
+def judge_branch(branch: Any, probe: bool = True) -> str | None:
+    """Return None when a TTree branch can be read, else the reason in a few words.
+
+    The interpretation alone decides for plain numbers and jagged numbers. For
+    object interpretations, ``probe`` reads the first entry only, never the whole branch.
+    """
+    try:
+        interpretation = branch.interpretation
+    except Exception as error:
+        return f"no interpretation ({type(error).__name__})"
+    kind = type(interpretation).__name__
+    if kind in SIMPLE_INTERPRETATIONS:
+        return None
+    if kind == "UnknownInterpretation" or "Unknown" in kind:
+        return f"uproot has no interpretation for type {branch.typename}"
+    if kind == "AsGrouped":
+        return None  # judged through its leaves
+    if not probe:
+        return None
+    try:
+        branch.array(entry_stop=min(1, branch.num_entries), library="ak")
+    except Exception as error:
+        return f"cannot be deserialised by uproot ({type(error).__name__}) for type {branch.typename}"
+    return None

@@ -1,0 +1,3 @@
+from cmsgen.tui.cli import main
+
+main()
