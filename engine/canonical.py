@@ -228,6 +228,19 @@ def build_events(layout: Layout, plans: dict[str, dict[str, FieldSpec]], raw: Ma
         stored = plans.get(collection.name, {})
         if not stored:
             continue
+        counter_key = (collection.tree, collection.counter or "")
+        first_field = next(iter(stored.values()))
+        if collection.kind == "jagged" and counter_key in raw and not first_field.first:
+            lengths = ak.num(raw[(collection.tree, first_field.branch)], axis=1)
+            cross_checks.append(
+                CrossCheck(
+                    f"{collection.counter} vs number of stored {collection.name}",
+                    collection.name,
+                    np.asarray(ak.to_numpy(raw[counter_key]), dtype=np.float64),
+                    np.asarray(ak.to_numpy(lengths), dtype=np.float64),
+                    0.0,
+                )
+            )
         for target, array in build_collection(collection, stored, raw, n_events, cross_checks).items():
             if len(array.fields):
                 fields[target] = array

@@ -45,6 +45,8 @@ class FileEntry:
     csv_header: CsvHeader | None = None
     plans: dict[str, dict[str, FieldSpec]] = field(default_factory=dict)
     field_statuses: list[FieldStatus] = field(default_factory=list)
+    # uproot tree objects by path, kept so that reading does not parse the tree headers again
+    tree_objects: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def path(self) -> Path:
@@ -75,7 +77,8 @@ def _open_root_entry(entry: FileEntry, layouts: list[Layout], forced: Layout | N
     per_tree: dict[str, dict[str, str]] = {}
     for info in entry.trees:
         try:
-            per_tree[info.path] = branch_types(root_file[info.path])
+            entry.tree_objects[info.path] = root_file[info.path]
+            per_tree[info.path] = branch_types(entry.tree_objects[info.path])
         except Exception as error:
             log.warning("cannot list the branches of %s in %s: %s", info.path, entry.path, error)
             per_tree[info.path] = {}
@@ -115,7 +118,7 @@ def _judge_unreadable(entry: FileEntry, root_file: Any) -> None:
     needs CMSSW; they are listed by product name without touching their baskets.
     """
     layout = entry.choice.layout if entry.choice else None
-    tree = root_file[entry.main_tree]
+    tree = entry.tree_objects.get(entry.main_tree) or root_file[entry.main_tree]
     if layout is not None and layout.edm:
         used = {spec.branch.split(".obj")[0] for c in layout.collections.values() for spec in c.fields.values()}
         used |= {spec.branch.split(".obj")[0] for spec in layout.met.values()}
@@ -127,14 +130,16 @@ def _judge_unreadable(entry: FileEntry, root_file: Any) -> None:
                 {
                     "file": str(entry.path),
                     "branch": branch.name,
-                    "reason": f"EDM product of type {branch.typename} needs CMSSW's dictionaries to deserialise",
+                    "reason": f"EDM product {product.split('_')[0]} (module {'_'.join(product.split('_')[1:]) or '?'}) needs CMSSW's dictionaries to deserialise",
                     "route": CONVERSION_ROUTE,
                 }
             )
         return
     if is_rntuple(tree):
         return  # RNTuple fields are judged when read
-    bad_parents: set[str] = set()
+    # Judge leaves; a split parent with no data of its own (a struct read as a
+    # group of its leaves) is unreadable when one of its leaves is.
+    bad_parents: dict[str, str] = {}
     for branch in tree.itervalues(recursive=True):
         if branch.branches:
             continue
@@ -142,12 +147,18 @@ def _judge_unreadable(entry: FileEntry, root_file: Any) -> None:
         if reason:
             entry.unreadable.append({"file": str(entry.path), "branch": branch.name, "reason": reason, "route": ""})
             parent = branch.parent
-            while parent is not None and hasattr(parent, "branches") and parent is not tree:
-                bad_parents.add(parent.name)
+            while parent is not None and parent is not tree and hasattr(parent, "interpretation"):
+                if type(parent.interpretation).__name__ == "AsGrouped":
+                    bad_parents[parent.name] = branch.name
                 parent = getattr(parent, "parent", None)
-    for name in sorted(bad_parents):
+    for name, leaf in sorted(bad_parents.items()):
         entry.unreadable.append(
-            {"file": str(entry.path), "branch": name, "reason": "split parent of branches that cannot be deserialised", "route": ""}
+            {
+                "file": str(entry.path),
+                "branch": name,
+                "reason": f"split object whose member {leaf} cannot be deserialised, so the whole object cannot be read",
+                "route": "",
+            }
         )
 
 
@@ -244,11 +255,15 @@ class Dataset:
         yield from self._iterate_root(entry, layout, needed, step_size)
 
     def _iterate_root(self, entry: FileEntry, layout: Layout, needed: set[RawKey], step_size: int) -> Iterator[CanonicalChunk]:
-        root_file = open_root(entry.path)
         by_tree: dict[str | None, list[str]] = {}
         for tree, branch in needed:
             by_tree.setdefault(tree, []).append(branch)
-        trees = {name: root_file[name if name is not None else entry.main_tree] for name in by_tree}
+        trees = {}
+        for name in by_tree:
+            path = name if name is not None else entry.main_tree
+            if path not in entry.tree_objects:
+                entry.tree_objects[path] = open_root(entry.path)[path]
+            trees[name] = entry.tree_objects[path]
         lengths = {name: int(tree.num_entries) for name, tree in trees.items()}
         n_total = min(lengths.values()) if lengths else entry.entries
         if len(set(lengths.values())) > 1:
@@ -277,6 +292,9 @@ def _needed_branches(layout: Layout, entry: FileEntry) -> set[RawKey]:
                 needed.update((collection.tree, spec.expand(i)) for i in collection.indices)
             else:
                 needed.add((collection.tree, spec.branch))
+        if collection.kind == "jagged" and collection.counter and collection.counter in entry.branch_names(collection.tree):
+            if entry.plans.get(collection.name):
+                needed.add((collection.tree, collection.counter))
     for spec in layout.event.values():
         if spec.branch in entry.branch_names(layout.event_tree):
             needed.add((layout.event_tree, spec.branch))

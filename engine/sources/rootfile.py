@@ -14,6 +14,7 @@ from cmsgen.engine.errors import UnreadableFileError
 log = logging.getLogger(__name__)
 
 TREE_CLASSES = ("TTree", "ROOT::RNTuple", "ROOT::Experimental::RNTuple")
+MAX_TYPED_BRANCHES = 2000
 SIMPLE_INTERPRETATIONS = ("AsDtype", "AsJagged", "AsStrings", "AsDtypeInPlace")
 
 
@@ -28,6 +29,14 @@ class TreeInfo:
 
 def open_root(path: Path) -> Any:
     """Open a ROOT file with uproot; raise UnreadableFileError with a plain reason when it fails."""
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(4)
+    except OSError as error:
+        raise UnreadableFileError(f"The file {path} cannot be read ({error.strerror}); check that it exists and is readable.") from None
+    if magic != b"root":
+        kind = "is empty" if not magic else "is not a ROOT file (it does not start with the bytes 'root')"
+        raise UnreadableFileError(f"The file {path} {kind}; check that it was not renamed, mis-copied or cut short.")
     try:
         return uproot.open(path)
     except FileNotFoundError:
@@ -71,10 +80,12 @@ def list_trees(root_file: Any, path: Path) -> list[TreeInfo]:
 def branch_types(tree: Any) -> dict[str, str]:
     """Return leaf-level branch (or RNTuple field) names and their type names."""
     if not is_rntuple(tree):
-        result = {}
-        for branch in tree.itervalues(recursive=True):
-            result[branch.name] = branch.typename
-        return result
+        names = tree.keys(recursive=True, full_paths=False)
+        if len(names) > MAX_TYPED_BRANCHES:
+            # Type names of EDM products need their streamers and take seconds per
+            # thousand branches, so very wide trees list names only.
+            return dict.fromkeys(names, "")
+        return {branch.name: branch.typename for branch in tree.itervalues(recursive=True)}
     # RNTuple: top-level fields; internal collection fields start with an underscore.
     result = {}
     for name in tree.keys():

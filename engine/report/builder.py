@@ -1,0 +1,302 @@
+"""Build the missing-field report of a dataset in one chunked pass over its files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from cmsgen.engine.canonical import CANONICAL_COLLECTIONS
+from cmsgen.engine.errors import CmsgenError
+from cmsgen.engine.features.sets import FeatureSet, get_feature_set
+from cmsgen.engine.layouts.registry import CANONICAL_FIELDS
+from cmsgen.engine.report.checks import CrossCheckTotals, DuplicateFinder, FieldQuality, Multiplicity
+from cmsgen.engine.sources import DEFAULT_STEP_SIZE, Dataset, FileEntry, open_dataset
+from cmsgen.engine.sources.rootfile import is_rntuple, open_root
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ProgressCallback = Callable[[float, str], None]
+
+# The feature sets every report judges, unless the caller names one.
+DEFAULT_VERDICT_SETS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("dimuon", {}),
+    ("leading-objects", {"collection": "muons", "n": 2}),
+    ("leading-objects", {"collection": "electrons", "n": 2}),
+    ("leading-objects", {"collection": "jets", "n": 2, "fields": ["pt", "eta", "phi", "mass"]}),
+)
+
+
+@dataclass
+class Report:
+    """The missing-field report; ``to_dict`` gives the JSON documented in docs/report-schema.md."""
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    @property
+    def n_events(self) -> int:
+        return int(self.data["n_events"])
+
+    def verdict(self, feature_set: str) -> dict[str, Any] | None:
+        return next((v for v in self.data["verdict"] if v["feature_set"] == feature_set), None)
+
+
+def _verdict_label(fs: FeatureSet) -> str:
+    if fs.name == "dimuon":
+        return "dimuon"
+    return f"leading-objects[{fs.collection}, n={fs.n_objects}]"
+
+
+def _file_dict(entry: FileEntry) -> dict[str, Any]:
+    return {
+        "path": str(entry.path),
+        "format": entry.data_file.format,
+        "layout": entry.choice.layout.name if entry.choice else None,
+        "layout_reason": entry.choice.reason if entry.choice else "no known layout matches the branch names",
+        "trees": [{"path": t.path, "kind": t.kind, "entries": t.entries} for t in entry.trees],
+        "main_tree": entry.main_tree,
+        "entries": entry.entries,
+        "readable": entry.readable,
+        "error": entry.error,
+    }
+
+
+def _drift(files: list[FileEntry]) -> list[dict[str, Any]]:
+    """Compare the main-tree branches of each readable file with the first one of its layout."""
+    reference: dict[str, FileEntry] = {}
+    drift = []
+    for entry in files:
+        if not entry.readable:
+            continue
+        key = entry.choice.layout.name if entry.choice else "none"
+        if key not in reference:
+            reference[key] = entry
+            continue
+        ref = reference[key].branches.get(None, {})
+        own = entry.branches.get(None, {})
+        missing = sorted(set(ref) - set(own))
+        extra = sorted(set(own) - set(ref))
+        changed = sorted(name for name in set(ref) & set(own) if ref[name] != own[name])
+        if missing or extra or changed:
+            drift.append(
+                {
+                    "file": str(entry.path),
+                    "reference": str(reference[key].path),
+                    "missing": missing,
+                    "extra": extra,
+                    "type_changes": [{"branch": n, "reference": ref[n], "file": own[n]} for n in changed],
+                }
+            )
+    return drift
+
+
+def _field_table(files: list[FileEntry]) -> list[dict[str, Any]]:
+    """Per canonical field, the status most files have, and the files that differ."""
+    per_field: dict[tuple[str, str], list[tuple[str, Any]]] = defaultdict(list)
+    for entry in files:
+        if not entry.readable or entry.choice is None:
+            continue
+        for status in entry.field_statuses:
+            per_field[(status.collection, status.field)].append((str(entry.path), status))
+    rows = []
+    order = {name: i for i, name in enumerate(CANONICAL_COLLECTIONS)}
+    for (collection, name), items in sorted(per_field.items(), key=lambda kv: (order.get(kv[0][0], 99), CANONICAL_FIELDS.index(kv[0][1]))):
+        common = Counter(s.status for _, s in items).most_common(1)[0][0]
+        representative = next(s for _, s in items if s.status == common)
+        row = representative.to_dict()
+        row["files_differing"] = [{"file": path, "status": s.status} for path, s in items if s.status != common]
+        rows.append(row)
+    return rows
+
+
+def build_report(
+    paths: list[str | Path] | tuple[str | Path, ...] | str | Path,
+    feature_set: str | None = None,
+    feature_options: dict[str, Any] | None = None,
+    layout: str | None = None,
+    layout_files: tuple[str | Path, ...] = (),
+    step_size: int = DEFAULT_STEP_SIZE,
+    progress: ProgressCallback | None = None,
+    dataset: Dataset | None = None,
+) -> Report:
+    """Read every file of the dataset once, in chunks, and return its missing-field report.
+
+    A file that cannot be opened or read is listed under ``unreadable`` and the
+    report goes on with the rest. Raises DataNotFoundError or UnreadableFileError
+    only when nothing at all can be read.
+    """
+    started = time.perf_counter()
+    if dataset is None:
+        dataset = open_dataset(paths, layout=layout, layout_files=layout_files)
+    if feature_set:
+        verdict_sets = [get_feature_set(feature_set, **(feature_options or {}))]
+    else:
+        verdict_sets = [get_feature_set(name, **options) for name, options in DEFAULT_VERDICT_SETS]
+
+    quality: dict[tuple[str, str], FieldQuality] = {}
+    cross: dict[tuple[str, str], CrossCheckTotals] = {}
+    duplicates = DuplicateFinder()
+    multiplicity = Multiplicity()
+    selected = Counter()
+    unreadable: list[dict[str, Any]] = []
+    notes: list[str] = []
+    n_events = 0
+    total = max(dataset.n_entries, 1)
+
+    for entry in dataset.files:
+        if not entry.readable:
+            unreadable.append({"file": str(entry.path), "branch": None, "reason": entry.error, "route": ""})
+        unreadable.extend(entry.unreadable)
+        for tree in entry.trees:
+            if tree.entries == 0:
+                notes.append(f"{entry.path}: {tree.kind} {tree.path} has zero entries")
+
+    readable = dataset.readable_files if dataset.layout else []
+    for entry in readable:
+        try:
+            for chunk in dataset._iterate_file(entry, step_size):
+                events = chunk.events
+                n_events += len(events)
+                _update_quality(quality, events)
+                for check in chunk.cross_checks:
+                    key = (check.collection, check.name)
+                    if key not in cross:
+                        cross[key] = CrossCheckTotals(check.name, check.collection, check.relative_tolerance)
+                    cross[key].update(check)
+                duplicates.update(events)
+                multiplicity.update(events, CANONICAL_COLLECTIONS)
+                for fs in verdict_sets:
+                    if fs.collection in events.fields and not fs.missing_fields(set(events[fs.collection].fields)):
+                        selected[_verdict_label(fs)] += fs.count_selected(events)
+                if progress:
+                    progress(min(n_events / total, 1.0), f"read {n_events:,} events of {entry.path.name}")
+        except CmsgenError as error:
+            log.warning("reading %s failed: %s", entry.path, error.message)
+            unreadable.append({"file": str(entry.path), "branch": None, "reason": error.message, "route": ""})
+            entry.error = error.message
+
+    raw_quality = _raw_branch_quality(dataset) if dataset.layout is None else []
+    verdict = _verdict(dataset, verdict_sets, selected, readable)
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "files": [_file_dict(e) for e in dataset.files]},
+        "layout": {
+            "name": dataset.layout.name if dataset.layout else None,
+            "description": dataset.layout.description if dataset.layout else "",
+            "reason": dataset.choice.reason if dataset.choice else "no known layout matches the branch names of any file",
+            "source": dataset.layout.source if dataset.layout else None,
+        },
+        "n_events": n_events,
+        "fields": _field_table(dataset.files),
+        "quality": [q.to_dict() for q in quality.values()],
+        "raw_branch_quality": raw_quality,
+        "consistency": [c.to_dict() for c in cross.values()],
+        "duplicates": duplicates.to_dict(),
+        "multiplicities": multiplicity.to_dict(),
+        "unreadable": unreadable,
+        "drift": _drift(dataset.files),
+        "cleaning": [{"file": str(e.path), "action": action} for e in dataset.files for action in e.cleaning],
+        "notes": notes,
+        "verdict": verdict,
+        "elapsed_seconds": round(time.perf_counter() - started, 3),
+    }
+    if progress:
+        progress(1.0, "report finished")
+    return Report(data)
+
+
+def _update_quality(quality: dict[tuple[str, str], FieldQuality], events: ak.Array) -> None:
+    for collection in CANONICAL_COLLECTIONS:
+        if collection not in events.fields:
+            continue
+        objects = events[collection]
+        for name in objects.fields:
+            if name not in CANONICAL_FIELDS:
+                continue
+            key = (collection, name)
+            if key not in quality:
+                quality[key] = FieldQuality(collection, name)
+            quality[key].update(objects[name])
+    if "met" in events.fields:
+        for name in events.met.fields:
+            key = ("met", name)
+            if key not in quality:
+                quality[key] = FieldQuality("met", name)
+            quality[key].update(events.met[name])
+
+
+def _verdict(dataset: Dataset, verdict_sets: list[FeatureSet], selected: Counter, readable: list[FileEntry]) -> list[dict[str, Any]]:
+    rows = []
+    for fs in verdict_sets:
+        label = _verdict_label(fs)
+        row: dict[str, Any] = {"feature_set": label, "name": fs.name, "options": dict(fs.options), "trainable": False, "n_events": 0}
+        if dataset.layout is None or not readable:
+            row["reason"] = "no readable file with a known layout"
+        elif fs.collection not in {s.collection for e in readable for s in e.field_statuses if s.status != "missing"}:
+            row["reason"] = f"the layout {dataset.layout.name} has no {fs.collection}"
+        else:
+            statuses = {(s.collection, s.field): s.status for e in readable for s in e.field_statuses}
+            missing = [f for f in sorted(fs.required_fields()) if statuses.get((fs.collection, f), "missing") == "missing"]
+            if missing:
+                row["reason"] = f"{fs.collection} field(s) {', '.join(missing)} are neither stored nor derivable"
+            else:
+                row["n_events"] = int(selected[label])
+                row["trainable"] = row["n_events"] > 0
+                selection = f"{fs.n_objects} {fs.collection} with finite {', '.join(fs.fields)}"
+                if fs.opposite_charge:
+                    selection += ", opposite charge"
+                row["reason"] = f"{row['n_events']:,} events pass the selection ({selection})"
+        rows.append(row)
+    return rows
+
+
+def _raw_branch_quality(dataset: Dataset, max_entries: int = 100_000) -> list[dict[str, Any]]:
+    """Count bad values in the readable numeric branches of files that match no layout."""
+    rows = []
+    unreadable = {(u["file"], u["branch"]) for e in dataset.files for u in e.unreadable}
+    for entry in dataset.files:
+        if not entry.readable or entry.data_file.format != "root" or entry.main_tree is None or entry.entries == 0:
+            continue
+        tree = open_root(entry.path)[entry.main_tree]
+        if is_rntuple(tree):
+            continue
+        for branch in tree.itervalues(recursive=True):
+            if branch.branches or (str(entry.path), branch.name) in unreadable:
+                continue
+            interpretation = type(branch.interpretation).__name__
+            if interpretation not in ("AsDtype", "AsJagged"):
+                continue
+            try:
+                values = branch.array(entry_stop=min(entry.entries, max_entries), library="ak")
+                quality = FieldQuality("branch", branch.name)
+                quality.update(values)
+            except Exception as error:  # noqa: BLE001 - a branch that fails here is reported, not fatal
+                rows.append({"file": str(entry.path), "branch": branch.name, "error": f"{type(error).__name__}: {error}"})
+                continue
+            row = quality.to_dict()
+            row.update({"file": str(entry.path), "branch": branch.name})
+            if row["nan"] or row["inf"] or row["sentinel"] or row["null"]:
+                rows.append(row)
+            else:
+                rows.append({"file": str(entry.path), "branch": branch.name, "n": row["n"], "clean": True})
+    return rows
+
+
+def np_json_default(value: Any) -> Any:
+    """``json.dumps`` default for numpy scalars."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,161 @@
+"""The missing-field report on the real files: exact facts, and the command's outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cmsgen.engine.report import build_report, render_markdown
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cmsgen.tui", *args], capture_output=True, text=True, timeout=300)
+
+
+def field_status(report: dict, collection: str, name: str) -> dict:
+    return next(row for row in report["fields"] if row["collection"] == collection and row["field"] == name)
+
+
+def check(report: dict, name_part: str, collection: str) -> dict:
+    return next(c for c in report["consistency"] if name_part in c["check"] and c["collection"] == collection)
+
+
+def test_zmumu_2010_mass_agrees_with_stored(cms_data: Path) -> None:
+    report = build_report(cms_data / "uproot-Zmumu.root").to_dict()
+    assert report["n_events"] == 2304
+    mass = check(report, "stored M vs pair mass", "event")
+    assert mass["n_compared"] == 2304
+    assert mass["tolerance"] == pytest.approx(1e-3)
+    assert mass["n_disagree"] <= 0.01 * 2304
+    assert field_status(report, "muons", "mass")["status"] == "derived"
+    # The 2010 file lists several muon-pair candidates per event: (run, event) repeats.
+    assert report["duplicates"]["checked"] is True
+    assert report["duplicates"]["n_duplicates"] > 0
+
+
+def test_zmumu_2011_csv_mass_from_pdg(cms_data: Path) -> None:
+    report = build_report(cms_data / "Zmumu_Run2011A.csv").to_dict()
+    assert report["n_events"] == 10_583
+    mass = field_status(report, "muons", "mass")
+    assert mass["status"] == "derived"
+    assert "PDG mass of the muon" in mass["derivation"]
+    assert field_status(report, "muons", "pt")["status"] == "present"
+    dimuon = next(v for v in report["verdict"] if v["feature_set"] == "dimuon")
+    assert dimuon["trainable"] is True
+    assert 10_000 < dimuon["n_events"] <= 10_583
+
+
+def test_hep_tutorial_multiplicity(cms_data: Path) -> None:
+    import uproot
+
+    report = build_report(cms_data / "uproot-HZZ.root").to_dict()
+    n_muon = uproot.open(cms_data / "uproot-HZZ.root")["events/NMuon"].array(library="np")
+    histogram = report["multiplicities"]["muons"]["histogram"]
+    for count in set(n_muon.tolist()):
+        assert histogram[str(count)] == int((n_muon == count).sum())
+    assert report["multiplicities"]["muons"]["empty"] == int((n_muon == 0).sum())
+    assert field_status(report, "muons", "pt")["status"] == "derived"
+    assert "hypot(px, py)" in field_status(report, "muons", "pt")["derivation"]
+    assert field_status(report, "jets", "charge")["status"] == "missing"
+
+
+def test_poet_counter_mismatch_reported(cms_data: Path) -> None:
+    report = build_report(cms_data / "poet2012_myoutput_100ev_run195397.root").to_dict()
+    assert report["n_events"] == 100
+    muons = check(report, "numbermuon vs number of stored muons", "muons")
+    assert muons["n_disagree"] > 0
+    electrons = check(report, "numberelectron vs number of stored electrons", "electrons")
+    assert electrons["n_disagree"] == 0
+
+
+def test_aod_lists_unreadable_products(legacy_data: Path) -> None:
+    report = build_report(legacy_data / "opendatatrigger_EDM_AOD_Run2010B_Jet_2ev.root").to_dict()
+    assert report["layout"]["name"] == "cmssw-aod"
+    assert report["n_events"] == 2
+    assert report["multiplicities"]["jets"]["histogram"] == {"5": 1, "14": 1}
+    unreadable = {u["branch"] for u in report["unreadable"]}
+    assert "recoPFCandidates_particleFlow__RECO." in unreadable
+    assert "recoPFJets_ak5PFJets__RECO." not in unreadable
+    assert all("POET" in u["route"] for u in report["unreadable"])
+    jets = next(v for v in report["verdict"] if v["feature_set"].startswith("leading-objects[jets"))
+    assert jets["trainable"] is True
+
+
+def test_mc10events_unreadable_branches(legacy_data: Path) -> None:
+    report = build_report(legacy_data / "uproot-mc10events.root").to_dict()
+    unreadable = sorted(u["branch"] for u in report["unreadable"])
+    assert len(unreadable) == 12
+    assert "Info" in unreadable
+    assert "triggerBits" in unreadable
+    assert sum(name.endswith(".hltMatchBits") for name in unreadable) == 10
+    read = [row for row in report["raw_branch_quality"] if "error" not in row]
+    assert len(read) > 600
+
+
+def test_zero_entry_tree(legacy_data: Path) -> None:
+    report = build_report(legacy_data / "uproot-issue335.root").to_dict()
+    assert report["n_events"] == 0
+    assert any("zero entries" in note for note in report["notes"])
+    assert all(not v["trainable"] for v in report["verdict"])
+
+
+def test_nested_directories(legacy_data: Path) -> None:
+    report = build_report(legacy_data / "uproot-issue64.root").to_dict()
+    assert report["dataset"]["files"][0]["main_tree"] == "events/events"
+    assert report["dataset"]["files"][0]["entries"] == 500
+
+
+def test_one_bad_file_does_not_stop_report(tmp_path: Path, cms_data: Path) -> None:
+    (tmp_path / "good.root").write_bytes((cms_data / "uproot-Zmumu.root").read_bytes())
+    (tmp_path / "bad.root").write_text("not ROOT at all")
+    report = build_report(tmp_path).to_dict()
+    assert report["n_events"] == 2304
+    bad = [u for u in report["unreadable"] if u["file"].endswith("bad.root")]
+    assert len(bad) == 1
+    assert "not a ROOT file" in bad[0]["reason"]
+
+
+def test_drift_between_files(tmp_path: Path, cms_data: Path) -> None:
+    lines = (cms_data / "Zmumu_Run2011A.csv").read_text().splitlines()
+    (tmp_path / "a.csv").write_text("\n".join(lines[:101]) + "\n")
+    header = lines[0].split(",")
+    drop = header.index("iso2")
+    trimmed = [",".join(v for i, v in enumerate(line.split(",")) if i != drop) for line in [lines[0], *lines[101:201]]]
+    (tmp_path / "b.csv").write_text("\n".join(trimmed) + "\n")
+    report = build_report(tmp_path).to_dict()
+    assert report["n_events"] == 200
+    assert report["drift"][0]["missing"] == ["iso2"]
+
+
+def test_markdown_has_sections(cms_data: Path) -> None:
+    text = render_markdown(build_report(cms_data / "uproot-HZZ.root"))
+    for heading in ("## Canonical fields", "## Value quality", "## Verdict", "## Unreadable"):
+        assert heading in text
+
+
+def test_report_cli_json(cms_data: Path, tmp_path: Path) -> None:
+    markdown = tmp_path / "report.md"
+    result = run_cli("report", str(cms_data / "Zmumu_Run2011A.csv"), "--json", "--markdown", str(markdown))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["schema_version"] == 1
+    assert data["n_events"] == 10_583
+    assert markdown.read_text().startswith("# Missing-field report")
+
+
+def test_report_cli_missing_path(tmp_path: Path) -> None:
+    result = run_cli("report", str(tmp_path / "missing.root"))
+    assert result.returncode == 3
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_report_cli_bad_feature_set(cms_data: Path) -> None:
+    result = run_cli("report", str(cms_data / "uproot-Zmumu.root"), "--feature-set", "trijet")
+    assert result.returncode == 5
+    assert "trijet" in result.stderr
+    assert "Traceback" not in result.stderr

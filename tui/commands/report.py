@@ -1,0 +1,139 @@
+"""``cmsgen-tui report``: the missing-field report of a dataset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+HELP = """Write the missing-field report of a dataset: per canonical field present /
+derived / missing, bad-value counts, stored-versus-derived checks, duplicate
+events, multiplicities, unreadable branches, drift between files and the
+verdict per feature set. Files, globs and directories are read as one dataset.
+
+Exit codes: 0 report written (also when some files are unreadable: they are
+listed), 3 path not found, 4 nothing readable, 5 invalid option value."""
+
+
+def register(app: typer.Typer) -> None:
+    from cmsgen.tui.cli import handle_errors
+
+    @app.command(name="report", help=HELP)
+    @handle_errors
+    def report_command(
+        paths: list[Path] = typer.Argument(..., help="Files, globs or directories read as one dataset."),
+        feature_set: str | None = typer.Option(None, "--feature-set", "-f", help="Judge only this feature set (dimuon, leading-objects)."),
+        layout: str | None = typer.Option(None, "--layout", help="Force a layout by name instead of detecting it."),
+        layout_file: list[Path] = typer.Option([], "--layout-file", help="Extra layout TOML file(s) to consider."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (schema in docs/report-schema.md)."),
+        markdown: Path | None = typer.Option(None, "--markdown", help="Also write the report as Markdown to this file."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Also write the JSON report to this file."),
+    ) -> None:
+        from cmsgen.engine.report import build_report, np_json_default, render_markdown
+
+        report = build_report([str(p) for p in paths], feature_set=feature_set, layout=layout, layout_files=tuple(layout_file))
+        data = report.to_dict()
+        text = json.dumps(data, indent=2, default=np_json_default)
+        if output:
+            _write_text(output, text)
+        if markdown:
+            _write_text(markdown, render_markdown(report))
+        if as_json:
+            typer.echo(text)
+        else:
+            print_report(data)
+
+
+def _write_text(path: Path, text: str) -> None:
+    from cmsgen.engine.errors import CmsgenError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as error:
+        raise CmsgenError(f"Cannot write {path} ({error.strerror}); choose a writable path.") from None
+
+
+def print_report(data: dict[str, Any]) -> None:
+    """Print the report as rich tables."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    layout = data["layout"]
+    console.print(f"[bold]Layout:[/] {layout['name'] or 'none'} ({escape(layout['reason'])})")
+    console.print(f"[bold]Events read:[/] {data['n_events']:,}")
+
+    files = Table(title="Files", expand=False)
+    for column in ("file", "format", "layout", "entries", "readable"):
+        files.add_column(column)
+    for f in data["dataset"]["files"]:
+        files.add_row(Path(f["path"]).name, f["format"], f["layout"] or "-", f"{f['entries']:,}", "yes" if f["readable"] else f"[red]no[/]: {escape(f['error'] or '')}")
+    console.print(files)
+
+    fields = Table(title="Canonical fields")
+    for column in ("collection", "field", "status", "from"):
+        fields.add_column(column)
+    colours = {"present": "green", "derived": "yellow", "missing": "red"}
+    for row in data["fields"]:
+        source = row["derivation"] or ", ".join(row["source"][:3])
+        fields.add_row(row["collection"], row["field"], f"[{colours[row['status']]}]{row['status']}[/]", escape(source))
+    console.print(fields)
+
+    bad = [q for q in data["quality"] if q["null"] or q["nan"] or q["inf"] or q["sentinel"] or q["out_of_range"]]
+    quality = Table(title="Bad values (fields with any)")
+    for column in ("collection", "field", "values", "null", "NaN", "inf", "sentinel", "out of range"):
+        quality.add_column(column)
+    for q in bad:
+        quality.add_row(q["collection"], q["field"], f"{q['n']:,}", str(q["null"]), str(q["nan"]), str(q["inf"]), str(q["sentinel"]), f"{q['out_of_range']} ({q['rule']})" if q["out_of_range"] else "0")
+    console.print(quality if bad else "[green]No null, NaN, infinite, sentinel or out-of-range values in the canonical fields.[/]")
+
+    if data["consistency"]:
+        checks = Table(title="Stored against derived")
+        for column in ("check", "collection", "compared", "disagree", "tolerance"):
+            checks.add_column(column)
+        for c in data["consistency"]:
+            checks.add_row(escape(c["check"]), c["collection"], f"{c['n_compared']:,}", f"{c['n_disagree']:,}", f"{c['tolerance']:.0e} relative")
+        console.print(checks)
+
+    duplicates = data["duplicates"]
+    if duplicates["checked"]:
+        console.print(f"[bold]Duplicate events:[/] {duplicates['n_duplicates']} rows repeat a (run, event) pair")
+    multiplicity = Table(title="Multiplicities")
+    for column in ("collection", "events", "empty", "mean", "histogram"):
+        multiplicity.add_column(column)
+    for name, m in data["multiplicities"].items():
+        histogram = ", ".join(f"{k}:{v}" for k, v in list(m["histogram"].items())[:8])
+        multiplicity.add_row(name, f"{m['events']:,}", f"{m['empty']:,}", f"{m['mean']:.2f}", histogram)
+    console.print(multiplicity)
+
+    if data["unreadable"]:
+        unreadable = Table(title=f"Unreadable ({len(data['unreadable'])})")
+        for column in ("file", "branch", "reason"):
+            unreadable.add_column(column)
+        for u in data["unreadable"][:25]:
+            unreadable.add_row(escape(Path(u["file"]).name), escape(u["branch"] or "(whole file)"), escape(u["reason"] or ""))
+        console.print(unreadable)
+        if len(data["unreadable"]) > 25:
+            console.print(f"... {len(data['unreadable']) - 25} more; use --json or --markdown for the full list.")
+        routes = {u["route"] for u in data["unreadable"] if u.get("route")}
+        for route in routes:
+            console.print(f"[bold]Conversion route:[/] {escape(route)}")
+    for d in data["drift"]:
+        console.print(escape(f"Drift: {Path(d['file']).name} against {Path(d['reference']).name}: missing {d['missing']}, extra {d['extra']}"))
+    for c in data["cleaning"]:
+        console.print(f"[yellow]Cleaned:[/] {escape(Path(c['file']).name)}: {escape(c['action'])}")
+    for note in data["notes"]:
+        console.print(f"[yellow]Note:[/] {escape(note)}")
+
+    verdict = Table(title="Verdict")
+    for column in ("feature set", "trainable", "events", "reason"):
+        verdict.add_column(column)
+    for v in data["verdict"]:
+        verdict.add_row(escape(v["feature_set"]), "[green]yes[/]" if v["trainable"] else "[red]no[/]", f"{v['n_events']:,}", escape(v["reason"]))
+    console.print(verdict)
