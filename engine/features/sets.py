@@ -125,7 +125,16 @@ class FeatureSet:
         return np.stack(blocks, axis=1)
 
     def count_selected(self, events: ak.Array) -> int:
-        return int(len(self.select(events)))
+        """Return how many events pass the selection; sorts by pt only when charges must be compared."""
+        if self.opposite_charge and self.n_objects >= 2:
+            return int(len(self.select(events)))
+        if self.collection not in events.fields:
+            return 0
+        objects = events[self.collection]
+        good = np.isfinite(objects.pt) & (objects.pt > self.min_pt)
+        for name in self.fields:
+            good = good & np.isfinite(objects[name])
+        return int(np.count_nonzero(ak.to_numpy(ak.sum(good, axis=1)) >= self.n_objects))
 
     def _column(self, x: np.ndarray, name: str) -> np.ndarray:
         return x[:, self.columns.index(name)]

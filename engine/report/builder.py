@@ -222,7 +222,7 @@ def _update_quality(quality: dict[tuple[str, str], FieldQuality], events: ak.Arr
             continue
         objects = events[collection]
         for name in objects.fields:
-            if name not in CANONICAL_FIELDS:
+            if name not in CANONICAL_FIELDS and name != "energy":
                 continue
             key = (collection, name)
             if key not in quality:

@@ -34,6 +34,8 @@ def out_of_range_rule(collection: str, name: str) -> tuple[str, Any] | None:
         return "|phi| > pi", lambda v: np.abs(v) > np.pi + 1e-6
     if name == "eta":
         return "|eta| > 10", lambda v: np.abs(v) > 10
+    if name == "energy":
+        return "energy < 0", lambda v: v < 0
     if name == "mass":
         return "mass < 0 (negative mass squared)", lambda v: v < 0
     if name == "charge" and collection in ("muons", "electrons", "taus"):
@@ -139,9 +141,17 @@ class DuplicateFinder:
     def to_dict(self) -> dict[str, Any]:
         if not self.runs:
             return {"checked": False, "n_duplicates": 0, "n_events_checked": 0, "examples": []}
-        pairs = np.stack([np.concatenate(self.runs), np.concatenate(self.events)], axis=1)
-        unique, counts = np.unique(pairs, axis=0, return_counts=True)
-        repeated = unique[counts > 1]
+        runs = np.concatenate(self.runs)
+        events = np.concatenate(self.events)
+        if len(runs) and runs.min() >= 0 and runs.max() < 2**31 and events.min() >= 0 and events.max() < 2**32:
+            # One int64 key per row sorts about ten times faster than unique rows of a 2-column array.
+            keys = (runs << 32) | events
+            unique, counts = np.unique(keys, return_counts=True)
+            repeated = np.stack([unique >> 32, unique & 0xFFFFFFFF], axis=1)[counts > 1]
+        else:
+            unique, counts = np.unique(np.stack([runs, events], axis=1), axis=0, return_counts=True)
+            repeated = unique[counts > 1]
+        pairs = runs
         return {
             "checked": True,
             "n_events_checked": int(len(pairs)),
