@@ -38,11 +38,17 @@ class CsvHeader:
 
 def _read_first_line(path: Path) -> str:
     with open(path, "rb") as stream:
-        line = stream.readline(1 << 20)
+        head = stream.read(1 << 16)
+    line = head.split(b"\n", 1)[0]
+    if b"\x00" in head:
+        raise UnreadableFileError(f"The file {path} is binary, not a CSV text file; check that it was not renamed.")
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError:
-        return line.decode("latin-1")
+        text = line.decode("latin-1")
+        if sum(not (char.isprintable() or char in "\r\t") for char in text) > len(text) // 20:
+            raise UnreadableFileError(f"The file {path} is not a CSV text file (its header is not text); check that it was not renamed.") from None
+        return text
 
 
 def read_header(path: Path) -> CsvHeader:

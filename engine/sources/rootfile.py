@@ -38,7 +38,8 @@ def open_root(path: Path) -> Any:
         kind = "is empty" if not magic else "is not a ROOT file (it does not start with the bytes 'root')"
         raise UnreadableFileError(f"The file {path} {kind}; check that it was not renamed, mis-copied or cut short.")
     try:
-        return uproot.open(path)
+        # The memory-mapped source reads local files much faster than the default one.
+        return uproot.open(path, handler=uproot.source.file.MemmapSource)
     except FileNotFoundError:
         raise UnreadableFileError(f"The file {path} does not exist; check the path.") from None
     except ValueError as error:
