@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import awkward as ak
 import numpy as np
 
 from cmsgen.engine.errors import NoEventsError
@@ -27,6 +28,7 @@ class FeatureTable:
     n_read: int
     layout: str
     files: list[str]
+    n_duplicates_dropped: int = 0
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -44,28 +46,50 @@ def load_features(
     max_events: int | None = None,
     layout: str | None = None,
     step_size: int = 200_000,
+    deduplicate: bool = True,
 ) -> FeatureTable:
     """Read a dataset chunk by chunk and return the feature matrix of the selected events.
 
-    Raises NoEventsError when no event passes the selection.
+    With ``deduplicate``, a selected event whose (run, event) pair repeats an
+    earlier one is dropped, keeping the first: legacy files such as the 2010
+    dimuon ntuple list the same event in several rows, and duplicates would
+    leak between training and test splits. Layouts without run and event
+    numbers are not deduplicated. Raises NoEventsError when no event passes
+    the selection.
     """
     from cmsgen.engine.sources import open_dataset
 
     fs = feature_set if isinstance(feature_set, FeatureSet) else get_feature_set(feature_set, **(options or {}))
     dataset = open_dataset(paths, layout=layout)
     blocks = []
+    keys: list[np.ndarray] = []
     n_read = 0
     selected = 0
     for events in dataset.iterate_events(step_size=step_size):
         n_read += len(events)
-        block = fs.extract(events)
-        if max_events is not None and selected + len(block) > max_events:
+        block, mask = fs.extract_with_mask(events)
+        if deduplicate and "run" in events.fields and "event" in events.fields:
+            runs = np.asarray(ak.to_numpy(events.run[mask]), dtype=np.int64)
+            numbers = np.asarray(ak.to_numpy(events.event[mask]), dtype=np.int64)
+            keys.append(np.stack([runs, numbers], axis=1))
+        if max_events is not None and selected + len(block) > max_events and not keys:
             block = block[: max_events - selected]
         blocks.append(block)
         selected += len(block)
-        if max_events is not None and selected >= max_events:
+        if max_events is not None and selected >= max_events and not keys:
             break
     values = np.concatenate(blocks) if blocks else np.zeros((0, len(fs.columns)))
+    n_dropped = 0
+    if keys and len(values):
+        pairs = np.concatenate(keys)
+        _, first = np.unique(pairs, axis=0, return_index=True)
+        first.sort()
+        n_dropped = len(values) - len(first)
+        values = values[first]
+        if n_dropped:
+            log.warning("dropped %d selected events whose (run, event) repeats an earlier row", n_dropped)
+    if max_events is not None:
+        values = values[:max_events]
     files = [str(f.path) for f in dataset.readable_files]
     if len(values) == 0:
         raise NoEventsError(
@@ -73,7 +97,7 @@ def load_features(
             f"({fs.n_objects} {fs.collection} with finite {', '.join(fs.fields)}); check the data with `cmsgen-tui report`."
         )
     log.info("loaded %d %s events out of %d read from %d files", len(values), fs.name, n_read, len(files))
-    return FeatureTable(values, fs, n_read, dataset.layout.name if dataset.layout else "", files)
+    return FeatureTable(values, fs, n_read, dataset.layout.name if dataset.layout else "", files, n_dropped)
 
 
 __all__ = ["FEATURE_SET_NAMES", "FeatureSet", "FeatureTable", "get_feature_set", "load_features"]

@@ -91,8 +91,12 @@ class FeatureSet:
 
     def select(self, events: ak.Array) -> ak.Array:
         """Return the leading objects (sorted by pt, descending) of the selected events."""
+        return self.select_with_mask(events)[0]
+
+    def select_with_mask(self, events: ak.Array) -> tuple[ak.Array, np.ndarray]:
+        """Return the leading objects of the selected events and the boolean mask of those events."""
         if self.collection not in events.fields:
-            return ak.Array([])
+            return ak.Array([]), np.zeros(len(events), dtype=bool)
         objects = events[self.collection]
         missing = self.missing_fields(set(objects.fields))
         if missing:
@@ -105,15 +109,25 @@ class FeatureSet:
             finite = finite & np.isfinite(objects[name])
         objects = objects[finite]
         objects = objects[ak.argsort(objects.pt, axis=1, ascending=False)]
-        enough = ak.num(objects, axis=1) >= self.n_objects
-        leading = objects[enough][:, : self.n_objects]
+        mask = ak.to_numpy(ak.num(objects, axis=1) >= self.n_objects)
+        leading = objects[mask][:, : self.n_objects]
         if self.opposite_charge and self.n_objects >= 2:
-            leading = leading[leading.charge[:, 0] * leading.charge[:, 1] < 0]
-        return leading
+            opposite = ak.to_numpy(leading.charge[:, 0] * leading.charge[:, 1] < 0)
+            leading = leading[opposite]
+            mask = mask.copy()
+            mask[np.flatnonzero(mask)[~opposite]] = False
+        return leading, mask
 
     def extract(self, events: ak.Array) -> np.ndarray:
         """Return the feature matrix [n_selected, len(columns)] (float64, physical units)."""
-        leading = self.select(events)
+        return self.extract_with_mask(events)[0]
+
+    def extract_with_mask(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Return the feature matrix and the boolean mask of the selected events."""
+        leading, mask = self.select_with_mask(events)
+        return self._matrix(leading), mask
+
+    def _matrix(self, leading: ak.Array) -> np.ndarray:
         if len(leading) == 0:
             return np.zeros((0, len(self.columns)))
         blocks = []

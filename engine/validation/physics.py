@@ -1,0 +1,430 @@
+"""Physics checks: the Z peak fit and the physicality of generated events.
+
+The Z peak is fitted in an invariant-mass spectrum (GeV) with a Voigt profile
+on a falling exponential background. The physicality checks count the events
+whose features break a law that every real event obeys (pt > 0, |phi| <= pi,
+E >= pt, allowed charges, pt ordering of the leading objects), using only the
+checks that the feature set's columns allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.optimize
+import scipy.special
+import vector
+
+from cmsgen.engine.validation.histograms import Z_MASS_RANGE
+from cmsgen.engine.validation.univariate import finite_or_none
+
+log = logging.getLogger(__name__)
+
+# Starting values of the fit, in GeV: the PDG Z mass and half its total width
+# (scipy's voigt_profile takes the Lorentzian half width at half maximum).
+Z_MASS_PDG = 91.1876
+Z_HALF_WIDTH_PDG = 2.4955 / 2.0
+
+# Fewer events than this in the fit window give a "too_few_events" result, not a fit.
+Z_FIT_MIN_EVENTS = 100
+
+# Tolerance for the floating-point comparisons of the physicality checks.
+PHYSICALITY_TOLERANCE = 1e-6
+
+
+class FeatureSetLike(Protocol):
+    """The parts of :mod:`cmsgen.engine.features` feature sets that validation uses."""
+
+    name: str
+    columns: tuple[str, ...]
+    kinds: tuple[str, ...]
+
+    def observables(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+@dataclass
+class ZPeakFit:
+    """Result of a Z peak fit, masses and widths in GeV.
+
+    ``status`` is ``"ok"``, ``"failed"`` (the minimiser did not converge) or
+    ``"too_few_events"``; the numbers are None unless it is ``"ok"``.
+    ``gamma`` is the Lorentzian half width at half maximum (the Z total width
+    is 2 * gamma), ``sigma`` the Gaussian resolution.
+    """
+
+    status: str
+    n_events: int
+    message: str = ""
+    mass: float | None = None
+    mass_err: float | None = None
+    gamma: float | None = None
+    gamma_err: float | None = None
+    sigma: float | None = None
+    sigma_err: float | None = None
+    n_signal: float | None = None
+    n_background: float | None = None
+    slope: float | None = None
+    chi2: float | None = None
+    ndf: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: finite_or_none(v) if isinstance(v, float) else v for key, v in asdict(self).items()}
+
+
+def _exponential_density(m: np.ndarray, slope: float, low: float, high: float) -> np.ndarray:
+    """Return slope * exp(-slope (m - low)), normalised to 1 on [low, high] (1/m; a flat line at slope 0)."""
+    if abs(slope) < 1e-9:
+        return np.full_like(m, 1.0 / (high - low))
+    return slope * np.exp(-slope * (m - low)) / -math.expm1(-slope * (high - low))
+
+
+def voigt_exponential_counts(
+    edges: np.ndarray,
+    n_signal: float,
+    mass: float,
+    sigma: float,
+    gamma: float,
+    n_background: float,
+    slope: float,
+) -> np.ndarray:
+    """Return the expected counts per bin of a Voigt peak plus an exponential background.
+
+    The density n_signal * voigt(m - mass; sigma, gamma) + n_background *
+    exp_density(m) is integrated over each bin with Simpson's rule, so that
+    the peak curvature within a bin does not bias the width. The background
+    is normalised on the range of ``edges``.
+    """
+    low, high = float(edges[0]), float(edges[-1])
+    left, right = edges[:-1], edges[1:]
+    middle = 0.5 * (left + right)
+
+    def density(m: np.ndarray) -> np.ndarray:
+        signal = scipy.special.voigt_profile(m - mass, sigma, gamma)
+        return n_signal * signal + n_background * _exponential_density(m, slope, low, high)
+
+    return (right - left) * (density(left) + 4.0 * density(middle) + density(right)) / 6.0
+
+
+def fit_z_peak(
+    mass: np.ndarray,
+    mass_range: tuple[float, float] = Z_MASS_RANGE,
+    bins: int = 60,
+    min_events: int = Z_FIT_MIN_EVENTS,
+) -> ZPeakFit:
+    """Fit the Z peak in an invariant-mass sample (GeV, shape [n]).
+
+    The counts in ``bins`` equal bins of ``mass_range`` are fitted with
+    :func:`voigt_exponential_counts` by ``scipy.optimize.curve_fit``: a
+    least-squares fit weighted by the Poisson error of each bin,
+    sqrt(max(count, 1)), with ``absolute_sigma=True``, so the parameter errors
+    are the 1-sigma errors of that chi2. Free parameters: the signal and
+    background yields, the peak position, sigma, gamma and the background
+    slope.
+    """
+    values = np.asarray(mass, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    low, high = mass_range
+    inside = values[(values >= low) & (values <= high)]
+    if inside.size < min_events:
+        return ZPeakFit(
+            status="too_few_events",
+            n_events=int(inside.size),
+            message=f"{inside.size} events in {low:g}-{high:g} GeV, fewer than the {min_events} a fit needs",
+        )
+
+    edges = np.linspace(low, high, bins + 1)
+    counts, _ = np.histogram(inside, bins=edges)
+    total = float(counts.sum())
+    errors = np.sqrt(np.maximum(counts, 1.0))
+    peak_window = inside[(inside > 81.0) & (inside < 101.0)]
+    start_mass = float(np.median(peak_window)) if peak_window.size else Z_MASS_PDG
+    start = (0.9 * total, start_mass, 2.0, Z_HALF_WIDTH_PDG, 0.1 * total, 0.05)
+    lower = (0.0, low, 1e-3, 1e-3, 0.0, -0.5)
+    upper = (5.0 * total, high, 20.0, 20.0, 5.0 * total, 0.5)
+
+    def model(_: np.ndarray, *parameters: float) -> np.ndarray:
+        return voigt_exponential_counts(edges, *parameters)
+
+    try:
+        parameters, covariance = scipy.optimize.curve_fit(
+            model,
+            edges[:-1],
+            counts.astype(np.float64),
+            p0=start,
+            sigma=errors,
+            absolute_sigma=True,
+            bounds=(lower, upper),
+            maxfev=20_000,
+        )
+    except (RuntimeError, ValueError) as error:
+        log.warning("Z peak fit failed on %d events: %s", inside.size, error)
+        return ZPeakFit(status="failed", n_events=int(inside.size), message=f"the fit did not converge: {error}")
+
+    parameter_errors = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    residuals = (counts - model(edges[:-1], *parameters)) / errors
+    if not np.all(np.isfinite(parameter_errors)):
+        return ZPeakFit(status="failed", n_events=int(inside.size), message="the fit gave no finite parameter errors")
+    return ZPeakFit(
+        status="ok",
+        n_events=int(inside.size),
+        mass=float(parameters[1]),
+        mass_err=float(parameter_errors[1]),
+        sigma=float(parameters[2]),
+        sigma_err=float(parameter_errors[2]),
+        gamma=float(parameters[3]),
+        gamma_err=float(parameter_errors[3]),
+        n_signal=float(parameters[0]),
+        n_background=float(parameters[4]),
+        slope=float(parameters[5]),
+        chi2=float(np.sum(residuals**2)),
+        ndf=int(bins - len(parameters)),
+    )
+
+
+def compare_z_peaks(real: ZPeakFit, generated: ZPeakFit) -> dict[str, float | None]:
+    """Return the pulls (generated - real) / combined error of the peak position, gamma and sigma.
+
+    A pull is None when either fit did not succeed.
+    """
+    pulls: dict[str, float | None] = {}
+    for name in ("mass", "gamma", "sigma"):
+        value_real, value_generated = getattr(real, name), getattr(generated, name)
+        error_real, error_generated = getattr(real, f"{name}_err"), getattr(generated, f"{name}_err")
+        if real.status != "ok" or generated.status != "ok" or None in (value_real, value_generated):
+            pulls[name] = None
+            continue
+        combined = math.hypot(error_real or 0.0, error_generated or 0.0)
+        pulls[name] = (value_generated - value_real) / combined if combined > 0 else None
+    return pulls
+
+
+@dataclass
+class PhysicalityCheck:
+    """The fraction of events that break one physical law; ``columns`` are the columns it reads."""
+
+    name: str
+    description: str
+    columns: list[str]
+    n_events: int
+    n_failed: int
+
+    @property
+    def fraction_failed(self) -> float:
+        return self.n_failed / self.n_events if self.n_events else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["fraction_failed"] = self.fraction_failed
+        return data
+
+
+_OBJECT_COLUMN = re.compile(r"^(?P<collection>[A-Za-z]+?)(?P<index>\d+)_(?P<field>\w+)$")
+
+
+@dataclass
+class _ObjectColumns:
+    collection: str
+    index: int
+    fields: dict[str, int] = field(default_factory=dict)
+
+
+def _group_object_columns(columns: Sequence[str]) -> list[_ObjectColumns]:
+    """Group columns named like ``mu1_pt`` into objects (collection ``mu``, index 1, field ``pt``)."""
+    objects: dict[tuple[str, int], _ObjectColumns] = {}
+    for position, name in enumerate(columns):
+        match = _OBJECT_COLUMN.match(name)
+        if not match:
+            continue
+        key = (match["collection"], int(match["index"]))
+        objects.setdefault(key, _ObjectColumns(key[0], key[1])).fields[match["field"]] = position
+    return sorted(objects.values(), key=lambda item: (item.collection, item.index))
+
+
+def _discrete_values(feature_set: FeatureSetLike, column: str) -> tuple[float, ...] | None:
+    allowed: Mapping[str, Sequence[float]] = getattr(feature_set, "discrete_values", None) or {}
+    if column in allowed:
+        return tuple(float(v) for v in allowed[column])
+    if "charge" in column:
+        return (-1.0, 1.0)
+    return None
+
+
+def physicality_checks(
+    x: np.ndarray,
+    feature_set: FeatureSetLike,
+    observables: Mapping[str, np.ndarray] | None = None,
+) -> list[PhysicalityCheck]:
+    """Count the events of ``x`` (shape [n, d], physical units) that break each applicable law.
+
+    Checks, each one only when the columns allow it:
+    ``finite`` (every column finite); ``pt_positive`` (pt > 0);
+    ``phi_range`` (|phi| <= pi); ``allowed_values`` (each discrete column,
+    such as a charge, takes one of its allowed values, {-1, +1} for a charge);
+    ``mass_nonnegative`` (object mass columns >= 0, so mass^2 >= 0);
+    ``pair_mass_squared`` (the ``mass`` observable is finite: a NaN there
+    means a negative mass squared); ``energy_above_pt`` (E >= pt, with E from
+    pt, eta, phi and mass through ``vector``, or the stored energy);
+    ``pt_ordering`` (the leading objects of a collection are ordered by
+    decreasing pt). An event with a NaN in a checked column fails that check.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    columns = list(feature_set.columns)
+    kinds = list(feature_set.kinds)
+    n_events = len(x)
+    checks: list[PhysicalityCheck] = []
+
+    def add(name: str, description: str, used: list[str], failed: np.ndarray) -> None:
+        checks.append(PhysicalityCheck(name, description, used, n_events, int(np.count_nonzero(failed))))
+
+    add("finite", "every feature is finite (no NaN or infinity)", columns, ~np.all(np.isfinite(x), axis=1))
+
+    pt_columns = [i for i, kind in enumerate(kinds) if kind == "pt"]
+    if pt_columns:
+        failed = ~np.all(x[:, pt_columns] > 0.0, axis=1)
+        add("pt_positive", "pt > 0 GeV", [columns[i] for i in pt_columns], failed)
+
+    phi_columns = [i for i, kind in enumerate(kinds) if kind == "phi"]
+    if phi_columns:
+        failed = ~np.all(np.abs(x[:, phi_columns]) <= math.pi + PHYSICALITY_TOLERANCE, axis=1)
+        add("phi_range", "|phi| <= pi", [columns[i] for i in phi_columns], failed)
+
+    discrete = [(i, _discrete_values(feature_set, columns[i])) for i, kind in enumerate(kinds) if kind == "discrete"]
+    discrete = [(i, allowed) for i, allowed in discrete if allowed]
+    if discrete:
+        failed = np.zeros(n_events, dtype=bool)
+        for i, allowed in discrete:
+            distance = np.min(np.abs(x[:, [i]] - np.asarray(allowed)[None, :]), axis=1)
+            failed |= ~(distance <= PHYSICALITY_TOLERANCE)
+        add("allowed_values", "discrete features (charges) take an allowed value", [columns[i] for i, _ in discrete], failed)
+
+    objects = _group_object_columns(columns)
+    _add_object_checks(x, columns, objects, add)
+
+    if observables is not None and "mass" in observables:
+        mass = np.asarray(observables["mass"], dtype=np.float64)
+        add("pair_mass_squared", "the invariant mass is real (mass^2 >= 0)", ["mass"], ~(np.isfinite(mass) & (mass >= 0.0)))
+    return checks
+
+
+def _add_object_checks(
+    x: np.ndarray,
+    columns: list[str],
+    objects: list[_ObjectColumns],
+    add: Callable[[str, str, list[str], np.ndarray], None],
+) -> None:
+    """Add the per-object checks (mass, energy, pt ordering) of :func:`physicality_checks`."""
+    n_events = len(x)
+    with_mass = [item for item in objects if "mass" in item.fields]
+    if with_mass:
+        failed = np.zeros(n_events, dtype=bool)
+        for item in with_mass:
+            failed |= ~(x[:, item.fields["mass"]] >= -PHYSICALITY_TOLERANCE)
+        add("mass_nonnegative", "object mass >= 0 (mass^2 >= 0)", [columns[i.fields["mass"]] for i in with_mass], failed)
+
+    energy_objects = [
+        item for item in objects if "pt" in item.fields and ("energy" in item.fields or {"eta", "mass"} <= item.fields.keys())
+    ]
+    if energy_objects:
+        failed = np.zeros(n_events, dtype=bool)
+        used: list[str] = []
+        for item in energy_objects:
+            pt = x[:, item.fields["pt"]]
+            if "energy" in item.fields:
+                energy = x[:, item.fields["energy"]]
+                used += [columns[item.fields["pt"]], columns[item.fields["energy"]]]
+            else:
+                phi = x[:, item.fields["phi"]] if "phi" in item.fields else np.zeros(n_events)
+                four_vectors = vector.array(
+                    {"pt": pt, "eta": x[:, item.fields["eta"]], "phi": phi, "mass": x[:, item.fields["mass"]]}
+                )
+                energy = np.asarray(four_vectors.E, dtype=np.float64)
+                used += [columns[item.fields[name]] for name in ("pt", "eta", "mass")]
+            failed |= ~(energy >= pt * (1.0 - PHYSICALITY_TOLERANCE))
+        add("energy_above_pt", "E >= pt", used, failed)
+
+    by_collection: dict[str, list[_ObjectColumns]] = {}
+    for item in objects:
+        if "pt" in item.fields:
+            by_collection.setdefault(item.collection, []).append(item)
+    ordered = [items for items in by_collection.values() if len(items) > 1]
+    if ordered:
+        failed = np.zeros(n_events, dtype=bool)
+        used = []
+        for items in ordered:
+            for first, second in zip(items[:-1], items[1:]):
+                failed |= ~(x[:, first.fields["pt"]] >= x[:, second.fields["pt"]] * (1.0 - PHYSICALITY_TOLERANCE))
+            used += [columns[item.fields["pt"]] for item in items]
+        add("pt_ordering", "leading objects are ordered by decreasing pt", used, failed)
+
+
+MUON_MASS = 0.1056583755  # GeV, PDG
+
+
+def toy_dimuon_events(
+    n: int,
+    seed: int = 0,
+    mass: float = Z_MASS_PDG,
+    gamma: float = Z_HALF_WIDTH_PDG,
+    resolution: float = 0.02,
+    pair_pt_scale: float = 8.0,
+    rapidity_width: float = 1.2,
+    same_sign_fraction: float = 0.01,
+) -> np.ndarray:
+    """Draw ``n`` toy Z -> mu mu events as a dimuon feature matrix [n, 7] in physical units.
+
+    Columns: mu1_pt, mu1_eta, mu1_phi, mu2_pt, mu2_eta, mu2_phi,
+    charge_product, the muons ordered by decreasing pt. The pair mass follows
+    a Breit-Wigner of half width ``gamma`` (GeV) around ``mass``, the pair pt
+    an exponential of mean ``pair_pt_scale`` GeV and the pair rapidity a
+    Gaussian of width ``rapidity_width``; the decay is isotropic in the pair
+    rest frame (``vector`` boosts), and each muon pt is smeared by a relative
+    Gaussian ``resolution``. A fraction ``same_sign_fraction`` of events has a
+    charge product of +1. For tests and benchmarks only: no acceptance cuts.
+    """
+    rng = np.random.default_rng(seed)
+    pair_mass = mass + gamma * rng.standard_cauchy(n)
+    pair_mass = np.clip(pair_mass, 2.0 * MUON_MASS + 1.0, None)
+    pair_pt = rng.exponential(pair_pt_scale, n)
+    pair_rapidity = rng.normal(0.0, rapidity_width, n)
+    pair_phi = rng.uniform(-math.pi, math.pi, n)
+    transverse_mass = np.sqrt(pair_mass**2 + pair_pt**2)
+    pair = vector.array(
+        {
+            "px": pair_pt * np.cos(pair_phi),
+            "py": pair_pt * np.sin(pair_phi),
+            "pz": transverse_mass * np.sinh(pair_rapidity),
+            "E": transverse_mass * np.cosh(pair_rapidity),
+        }
+    )
+    momentum = np.sqrt(np.maximum(pair_mass**2 / 4.0 - MUON_MASS**2, 0.0))
+    cos_theta = rng.uniform(-1.0, 1.0, n)
+    sin_theta = np.sqrt(1.0 - cos_theta**2)
+    azimuth = rng.uniform(-math.pi, math.pi, n)
+    direction = (sin_theta * np.cos(azimuth), sin_theta * np.sin(azimuth), cos_theta)
+    energy = np.sqrt(momentum**2 + MUON_MASS**2)
+    muons = []
+    for sign in (1.0, -1.0):
+        rest = vector.array(
+            {
+                "px": sign * momentum * direction[0],
+                "py": sign * momentum * direction[1],
+                "pz": sign * momentum * direction[2],
+                "E": energy,
+            }
+        )
+        muons.append(rest.boost_p4(pair))
+    pt = np.stack([np.asarray(m.pt) for m in muons], axis=1) * (1.0 + resolution * rng.standard_normal((n, 2)))
+    eta = np.stack([np.asarray(m.eta) for m in muons], axis=1)
+    phi = np.stack([np.asarray(m.phi) for m in muons], axis=1)
+    pt = np.abs(pt)
+    order = np.argsort(-pt, axis=1)
+    rows = np.arange(n)[:, None]
+    pt, eta, phi = pt[rows, order], eta[rows, order], phi[rows, order]
+    charge_product = np.where(rng.uniform(size=n) < same_sign_fraction, 1.0, -1.0)
+    return np.column_stack([pt[:, 0], eta[:, 0], phi[:, 0], pt[:, 1], eta[:, 1], phi[:, 1], charge_product])

@@ -1,0 +1,74 @@
+"""Real plotext rendering through the adapter in cmsgen.tui.plots."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from cmsgen.engine.validation import compare_histograms, histogram_1d
+from cmsgen.tui import plots
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.fixture(scope="module")
+def comparison():  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(0)
+    return compare_histograms("mass", rng.normal(91, 3, 4000), rng.normal(91.5, 3.2, 4000), np.linspace(60, 120, 41), "GeV")
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (120, 40), (60, 16)])
+def test_comparison_has_requested_size(comparison, width: int, height: int) -> None:  # type: ignore[no-untyped-def]
+    text = plots.render_comparison(comparison, width, height)
+    lines = text.split("\n")
+    assert len(lines) == height
+    assert max(len(ANSI.sub("", line)) for line in lines) <= width
+
+
+def test_comparison_shows_title_and_ratio(comparison) -> None:  # type: ignore[no-untyped-def]
+    text = plots.render_comparison(comparison, 80, 24, colorless=True)
+    assert "mass [GeV]" in text
+    assert "generated / real" in text
+    assert "\x1b[" not in text
+
+
+def test_comparison_from_report_dict(comparison) -> None:  # type: ignore[no-untyped-def]
+    text = plots.render_comparison(comparison.to_dict(), 80, 24, title="stored mass", colorless=True)
+    assert "stored mass" in text
+    assert len(text.split("\n")) == 24
+
+
+def test_histogram_has_title_and_size() -> None:
+    histogram = histogram_1d(np.random.default_rng(1).exponential(20.0, 3000), bins=40)
+    text = plots.render_histogram(histogram, 70, 18, "Muon_pt", colorless=True)
+    assert len(text.split("\n")) == 18
+    assert "Muon_pt" in text
+    assert text.strip()
+
+
+def test_lines_logy_with_marker() -> None:
+    steps = list(range(1, 101))
+    series = {"loss_critic": (steps, [10.0 / s for s in steps]), "loss_generator": (steps, [5.0 / s + 0.1 for s in steps])}
+    text = plots.render_lines(series, 80, 20, "losses", logy=True, marker=(40.0, 0.25), colorless=True)
+    assert len(text.split("\n")) == 20
+    assert "losses" in text
+    assert "best" in text
+    assert "loss_critic" in text
+
+
+def test_lines_skip_nonpositive_on_log_scale() -> None:
+    text = plots.render_lines({"w1": ([0, 1, 2], [0.0, -1.0, 2.0])}, 60, 12, "w1", logy=True, colorless=True)
+    assert len(text.split("\n")) == 12
+
+
+def test_too_small_plot_rejected(comparison) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="too small"):
+        plots.render_comparison(comparison, 10, 4)
+
+
+def test_rich_text_keeps_lines(comparison) -> None:  # type: ignore[no-untyped-def]
+    text = plots.to_rich_text(plots.render_comparison(comparison, 80, 24))
+    assert len(text.plain.split("\n")) == 24
+    assert "mass" in text.plain

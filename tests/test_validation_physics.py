@@ -1,0 +1,105 @@
+"""Z peak fit, physicality checks and the memorisation check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cmsgen.engine.features import get_feature_set
+from cmsgen.engine.validation.memorisation import check_memorisation
+from cmsgen.engine.validation.physics import fit_z_peak, physicality_checks, toy_dimuon_events
+
+
+def draw_voigt_on_exponential(n_signal: int, n_background: int, mass: float, sigma: float, gamma: float, seed: int) -> np.ndarray:
+    """Draw a Voigt peak (Gaussian plus Cauchy) and an exponential background, kept in 60-120 GeV."""
+    rng = np.random.default_rng(seed)
+    signal = mass + rng.normal(0.0, sigma, 3 * n_signal) + gamma * rng.standard_cauchy(3 * n_signal)
+    signal = signal[(signal > 60.0) & (signal < 120.0)][:n_signal]
+    background = 60.0 + rng.exponential(1.0 / 0.04, 5 * n_background)
+    background = background[background < 120.0][:n_background]
+    return np.concatenate([signal, background])
+
+
+def test_z_fit_recovers_mass_and_width() -> None:
+    values = draw_voigt_on_exponential(60_000, 6_000, mass=91.0, sigma=1.5, gamma=1.25, seed=0)
+    fit = fit_z_peak(values)
+    assert fit.status == "ok"
+    assert fit.mass == pytest.approx(91.0, abs=4 * fit.mass_err)
+    assert fit.gamma == pytest.approx(1.25, abs=4 * fit.gamma_err)
+    assert fit.sigma == pytest.approx(1.5, abs=4 * fit.sigma_err)
+    assert fit.mass_err < 0.05
+
+
+def test_z_fit_too_few_events() -> None:
+    fit = fit_z_peak(np.array([91.0, 90.0, 92.0]))
+    assert fit.status == "too_few_events"
+    assert fit.mass is None
+
+
+def test_physicality_clean_events() -> None:
+    fs = get_feature_set("dimuon")
+    x = toy_dimuon_events(2_000, seed=0)
+    checks = {check.name: check for check in physicality_checks(x, fs, fs.observables(x))}
+    assert set(checks) == {"finite", "pt_positive", "phi_range", "allowed_values", "pt_ordering", "pair_mass_squared"}
+    assert all(check.n_failed == 0 for check in checks.values())
+
+
+def test_physicality_counts_broken_events() -> None:
+    fs = get_feature_set("dimuon")
+    x = toy_dimuon_events(100, seed=1)
+    x[0, 2] = 4.0  # mu1_phi beyond pi
+    x[1, 3] = -5.0  # negative mu2_pt
+    x[2, 6] = 0.3  # charge product not in {-1, +1}
+    x[3, 0], x[3, 3] = 10.0, 50.0  # leading muon softer than the second
+    x[4, 1] = np.nan
+    checks = {check.name: check for check in physicality_checks(x, fs)}
+    assert checks["phi_range"].n_failed == 1
+    assert checks["pt_positive"].n_failed == 1
+    assert checks["allowed_values"].n_failed == 1
+    assert checks["pt_ordering"].n_failed == 1
+    assert checks["finite"].n_failed == 1
+
+
+def test_physicality_energy_needs_mass_column() -> None:
+    fs = get_feature_set("leading-objects", collection="jets", n=2, fields=("pt", "eta", "phi", "mass"))
+    x = np.array([[50.0, 0.5, 0.1, 10.0, 30.0, -0.5, 1.0, 5.0], [50.0, 0.5, 0.1, -40.0, 30.0, -0.5, 1.0, 5.0]])
+    checks = {check.name: check for check in physicality_checks(x, fs)}
+    assert checks["mass_nonnegative"].n_failed == 1
+    # vector reads mass -40 as mass^2 = -1600, so E = sqrt(p^2 - 1600) = 39.8 GeV < pt = 50 GeV.
+    assert checks["energy_above_pt"].n_failed == 1
+    assert "energy_above_pt" not in {c.name for c in physicality_checks(toy_dimuon_events(10), get_feature_set("dimuon"))}
+
+
+def test_memorisation_flags_copies() -> None:
+    train = toy_dimuon_events(5_000, seed=0)
+    held_out = toy_dimuon_events(2_000, seed=1)
+    copied = train[np.random.default_rng(2).choice(len(train), 2_000, replace=False)]
+    result = check_memorisation(train, copied, held_out)
+    assert result.possible_memorisation
+    assert result.copy_fraction == pytest.approx(1.0)
+
+
+def test_memorisation_flags_near_copies() -> None:
+    train = toy_dimuon_events(5_000, seed=0)
+    held_out = toy_dimuon_events(2_000, seed=1)
+    near = train[:2_000] * (1.0 + 1e-3 * np.random.default_rng(3).normal(size=(2_000, 7)))
+    near[:, 6] = train[:2_000, 6]
+    result = check_memorisation(train, near, held_out)
+    assert result.copy_fraction < 0.01
+    assert result.median_ratio < 0.1
+    assert result.possible_memorisation
+
+
+def test_memorisation_not_flagged_independent() -> None:
+    train = toy_dimuon_events(5_000, seed=0)
+    result = check_memorisation(train, toy_dimuon_events(2_000, seed=4), toy_dimuon_events(2_000, seed=5))
+    assert not result.possible_memorisation
+    assert result.median_ratio == pytest.approx(1.0, abs=0.15)
+
+
+def test_memorisation_counts_held_out_duplicates() -> None:
+    train = toy_dimuon_events(3_000, seed=0)
+    held_out = np.concatenate([train[:500], toy_dimuon_events(1_500, seed=6)])
+    result = check_memorisation(train, toy_dimuon_events(2_000, seed=7), held_out)
+    assert result.held_out_duplicate_fraction == pytest.approx(0.25)
+    assert not result.possible_memorisation
