@@ -1,0 +1,725 @@
+"""The training loop: data on the device once, batches cut from on-device permutations.
+
+``start_run`` creates a run directory and returns a ``Trainer``; ``resume_run`` reopens one
+from its last checkpoint. ``Trainer.run()`` trains until the configured number of epochs,
+a stop request (SIGINT, SIGTERM or ``request_stop``) or a non-finite loss, and writes
+``metrics.jsonl``, ``status.json`` and the checkpoints as it goes.
+
+Example::
+
+    config = load_config("sample_configs/gan_zmumu_2010.toml")
+    trainer = start_run(config, runs_dir="runs")
+    result = trainer.run()            # TrainResult(state="finished", ...)
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import scipy.stats
+import torch
+
+from cmsgen.engine.errors import ConfigError, NoEventsError, RunFailedError
+from cmsgen.engine.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    all_finite,
+    capture_rng_states,
+    load_checkpoint,
+    restore_rng_states,
+    save_checkpoint,
+)
+from cmsgen.engine.training.config import RunConfig, dumps_toml, parse_config
+from cmsgen.engine.training.runs import RunDirectory, utc_now, write_json_atomic
+from cmsgen.engine.training.splits import Splits, load_splits, make_splits, save_splits
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 1.0  # seconds between status.json rewrites during an epoch
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One update sent to the progress callback.
+
+    ``kind`` is "start", "step" (a logged step), "epoch" (an epoch ended, ``record`` has
+    ``w1_mass``) or "end". ``record`` is the line written to ``metrics.jsonl`` (empty for
+    "start" and "end"); ``status`` is the content of ``status.json`` at that moment.
+    """
+
+    kind: str
+    record: dict[str, Any]
+    status: dict[str, Any]
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of ``Trainer.run``: state "finished" or "stopped", and where training ended."""
+
+    run: RunDirectory
+    state: str
+    step: int
+    epoch: int
+    best_metric: float | None
+    message: str
+
+
+@dataclass
+class _Position:
+    """Training position (step, epoch, batch within the epoch, best metric), saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    epoch_generator_state: torch.Tensor | None = None
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Return the torch device for a config value: "auto" picks CUDA, then MPS, then the CPU.
+
+    Raises:
+        ConfigError: "cuda" or "mps" was requested but is not available.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device = 'cuda' is invalid: no CUDA device is available; use 'auto' or 'cpu'")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("training.device = 'mps' is invalid: no MPS device is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_run_name(config: RunConfig) -> str:
+    """Return ``<family>-<feature set>-<local time>``, for example ``gan-dimuon-20240131-142501``."""
+    return f"{config.model.family}-{config.data.feature_set}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConfig) -> RunDirectory:
+    """Create a new, empty run directory ``<runs_dir>/<name>`` and its ``checkpoints`` folder.
+
+    Raises:
+        ConfigError: The name is invalid or taken, or the folder cannot be created.
+    """
+    root = Path(runs_dir).expanduser()
+    explicit = name is not None
+    name = name if explicit else default_run_name(config)
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise ConfigError(f"run name {name!r} is invalid: expected a folder name without '/'")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"runs directory {root} cannot be created: {error.strerror or error}; choose a writable --run-dir"
+        ) from None
+
+    path = root / name
+    for suffix in range(1, 1000):
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            if explicit:
+                raise ConfigError(
+                    f"run directory {path} already exists; choose another --name, or continue it with --resume {path}"
+                ) from None
+            path = root / f"{name}-{suffix}"
+        except OSError as error:
+            raise ConfigError(
+                f"run directory {path} cannot be created: {error.strerror or error}; choose a writable --run-dir"
+            ) from None
+    try:
+        (path / "checkpoints").mkdir()
+    except OSError as error:
+        raise ConfigError(f"run directory {path} is not writable: {error.strerror or error}") from None
+    return RunDirectory(path)
+
+
+def start_run(
+    config: RunConfig,
+    runs_dir: str | Path = "runs",
+    name: str | None = None,
+    callback: ProgressCallback | None = None,
+) -> Trainer:
+    """Create a run directory for ``config`` and return its trainer, ready to ``run()``."""
+    run = create_run_directory(runs_dir, name, config)
+    return Trainer(config, run, resume=False, callback=callback)
+
+
+def resume_run(
+    path: str | Path,
+    *,
+    epochs: int | None = None,
+    device: str | None = None,
+    callback: ProgressCallback | None = None,
+) -> Trainer:
+    """Reopen a run from its last checkpoint, optionally with more ``epochs`` or another ``device``.
+
+    Raises:
+        DataNotFoundError, UnreadableFileError: The run or its files are missing.
+        ConfigError: The run is still running, or already has ``epochs`` epochs.
+    """
+    run = RunDirectory(path)
+    status = run.status()
+    if status["state"] == "running":
+        raise ConfigError(
+            f"run {run.path} is still running (process {status.get('pid')}); stop it before resuming"
+        )
+    config = parse_config(run.config(), base_dir=run.path).with_overrides(epochs=epochs, device=device)
+    return Trainer(config, run, resume=True, callback=callback)
+
+
+class Trainer:
+    """Train one model in one run directory.
+
+    Arguments:
+        config: The validated config; its ``training`` section sets the loop.
+        run: The run directory, empty for a new run, or with a checkpoint when ``resume``.
+        resume: Whether to continue from ``checkpoints/last.pt``.
+        callback: Called with a ``Progress`` at the start, on each logged step, at each
+            epoch's end and at the end. It runs on the training thread, so it must be quick.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run: RunDirectory,
+        *,
+        resume: bool = False,
+        callback: ProgressCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = run
+        self.resuming = resume
+        self.callback = callback
+        self.device = resolve_device(config.training.device)
+        self._stop_requested = threading.Event()
+        self._stop_reason = ""
+        self._status: dict[str, Any] = {}
+        self._status_written_at = 0.0
+        self._metrics_handle: Any = None
+        self.total_steps = 0
+        self.position = _Position()
+
+    # ----------------------------------------------------------------- public API
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask the loop to stop after the current step, save a checkpoint and return "stopped"."""
+        self._stop_reason = reason
+        self._stop_requested.set()
+
+    def run(self) -> TrainResult:
+        """Train to the end, or until a stop request; return how it ended.
+
+        Raises:
+            RunFailedError: A loss became non-finite, or a file of the run could not be written.
+                The state in ``status.json`` is then "failed", and the last good checkpoint is kept.
+        """
+        previous_handlers = self._install_signal_handlers()
+        try:
+            return self._run()
+        finally:
+            self._restore_signal_handlers(previous_handlers)
+            if self._metrics_handle is not None:
+                self._metrics_handle.close()
+                self._metrics_handle = None
+
+    # ----------------------------------------------------------------- set-up
+
+    def _run(self) -> TrainResult:
+        try:
+            self._set_up()
+        except Exception as error:
+            # A resumed run keeps its last status (finished, stopped...) when it cannot restart.
+            if not self.resuming:
+                self._fail_quietly(f"set-up failed: {_message_of(error)}")
+            raise
+        try:
+            return self._loop()
+        except KeyboardInterrupt:
+            self._write_status_quietly(state="stopped", message="interrupted; the last checkpoint is kept")
+            raise
+        except RunFailedError as error:
+            self._fail_quietly(error.message)
+            raise
+        except Exception as error:
+            self._fail_quietly(f"training failed at step {self.position.step}: {_message_of(error)}")
+            raise
+
+    def _set_up(self) -> None:
+        from cmsgen.engine.features import get_feature_set
+        from cmsgen.engine.features.preprocessing import Preprocessing
+        from cmsgen.engine.models import build_model
+
+        training = self.config.training
+        seed_everything(training.seed)
+        self.feature_set = get_feature_set(self.config.data.feature_set, **self.config.data.options)
+
+        if self.resuming:
+            self.splits = load_splits(self.run_dir.data_path)
+            self.preprocessing = self.run_dir.preprocessing()
+        else:
+            self.splits = self._load_and_split()
+            self.preprocessing = Preprocessing.fit(
+                self.splits.train,
+                self.splits.columns,
+                self._column_kinds(),
+                dict(self.feature_set.discrete_values),
+                seed=training.seed,
+            )
+            self._write(self.run_dir.preprocessing_path, lambda p: write_json_atomic(self.preprocessing.to_dict(), p))
+
+        # The transform is seeded by the config alone, so a resumed run rebuilds the same tensor.
+        train_z = self.preprocessing.transform(self.splits.train, np.random.default_rng([training.seed, 0]))
+        self.train_x = torch.as_tensor(train_z, dtype=torch.float32).to(self.device)
+        self.val_mass = self._mass(self.splits.val)
+        self.dim = int(self.preprocessing.output_dim)
+
+        hyperparameters = dict(self.config.model.hyperparameters)
+        self.model = build_model(self.config.model.family, self.dim, **hyperparameters).to(self.device)
+        self.optimizers = self.model.configure_optimizers(training.lr, training.weight_decay)
+        self._attach_mass_function()
+
+        n_train = len(self.splits.train)
+        self.batch_size = min(training.batch_size, n_train)
+        self.steps_per_epoch = max(1, n_train // self.batch_size)
+        self.total_steps = training.epochs * self.steps_per_epoch
+        self.schedulers = self._make_schedulers()
+        self.batch_generator = torch.Generator(device=self.device)
+        self.batch_generator.manual_seed(training.seed)
+        # NOTE: the bf16 CUDA path has not been run in this project's tests, which run on CPU only.
+        self.autocast = (
+            torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        )
+
+        if self.resuming:
+            self._restore()
+        # A resumed run rewrites its config too, so that --epochs and --device overrides persist.
+        resolved = self.config.to_dict()
+        resolved["model"] = {"family": self.config.model.family, **self.model.hyperparameters()}
+        self._write(self.run_dir.config_path, lambda p: _write_text_atomic(dumps_toml(resolved), p))
+        if not self.resuming:
+            self._save("last")
+        self._open_metrics()
+        log.info(
+            "%s run %s on %s: %d training events, batch size %d, %d steps per epoch, %d epochs",
+            "resuming" if self.resuming else "starting",
+            self.run_dir.path,
+            self.device,
+            n_train,
+            self.batch_size,
+            self.steps_per_epoch,
+            training.epochs,
+        )
+
+    def _load_and_split(self) -> Splits:
+        from cmsgen.engine.features import load_features
+
+        data = self.config.data
+        table = load_features(list(data.paths), data.feature_set, options=data.options, max_events=data.max_events)
+        values = np.asarray(table.values, dtype=np.float64)
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all():
+            log.warning(
+                "dropped %d of %d events with NaN or infinite features before training",
+                int((~finite).sum()),
+                len(values),
+            )
+            values = values[finite]
+        if len(values) == 0:
+            raise NoEventsError(f"no events with finite features in {', '.join(data.paths)}")
+        training = self.config.training
+        splits = make_splits(
+            values,
+            tuple(table.columns),
+            val_fraction=training.val_fraction,
+            test_fraction=training.test_fraction,
+            seed=training.seed,
+        )
+        self._write(self.run_dir.data_path, lambda p: save_splits(splits, p))
+        return splits
+
+    def _column_kinds(self) -> tuple[str, ...]:
+        kinds = tuple(self.feature_set.kinds)
+        if len(kinds) != len(self.splits.columns):
+            raise ConfigError(
+                f"feature set {self.config.data.feature_set!r} has {len(kinds)} kinds for "
+                f"{len(self.splits.columns)} columns"
+            )
+        return kinds
+
+    def _mass(self, x: np.ndarray) -> np.ndarray:
+        """Return the invariant mass (GeV) of each event of ``x`` [n, d] in physical units."""
+        observables = self.feature_set.observables(x)
+        if "mass" in observables:
+            return np.asarray(observables["mass"], dtype=np.float64)
+        from cmsgen.engine.output import invariant_mass
+
+        return invariant_mass(x, self.splits.columns)
+
+    def _attach_mass_function(self) -> None:
+        """Give the model a differentiable mass of preprocessed batches, when it takes one."""
+        if not hasattr(self.model, "set_mass_function"):
+            return
+        from cmsgen.engine.features.preprocessing import make_dimuon_mass_function
+
+        prefixes = [c[: -len("_pt")] for c, k in zip(self.preprocessing.columns, self.preprocessing.kinds) if k == "pt"]
+        if len(prefixes) < 2:
+            return
+        try:
+            self.model.set_mass_function(make_dimuon_mass_function(self.preprocessing, (prefixes[0], prefixes[1])))
+        except ConfigError as error:
+            log.info("no differentiable mass for this feature set: %s", error.message)
+
+    def _make_schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        if self.config.training.scheduler == "cosine":
+            return [
+                torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.total_steps)
+                for optimizer in self.optimizers
+            ]
+        return []
+
+    # ----------------------------------------------------------------- the loop
+
+    def _loop(self) -> TrainResult:
+        training = self.config.training
+        position = self.position
+        self._write_status(state="running", message="training", force=True)
+        self._notify("start", {})
+
+        interval_start = time.perf_counter()
+        interval_steps = 0
+        while position.epoch < training.epochs:
+            permutation = self._epoch_permutation()
+            for batch_index in range(position.batch_in_epoch, self.steps_per_epoch):
+                start = batch_index * self.batch_size
+                batch = self.train_x.index_select(0, permutation[start : start + self.batch_size])
+                with self.autocast:
+                    losses = self.model.training_step(batch, position.step)
+                for scheduler in self.schedulers:
+                    scheduler.step()
+                position.step += 1
+                position.batch_in_epoch = batch_index + 1
+                interval_steps += 1
+                self._check_finite(losses)
+                position.last_losses = losses
+
+                end_of_epoch = position.batch_in_epoch == self.steps_per_epoch
+                if position.step % training.log_every == 0 and not end_of_epoch:
+                    elapsed = time.perf_counter() - interval_start
+                    record = self._record(losses, interval_steps, elapsed)
+                    self._append_metrics(record)
+                    self._write_status(state="running", message="training")
+                    self._notify("step", record)
+                    interval_start, interval_steps = time.perf_counter(), 0
+
+                if self._stop_requested.is_set() and not end_of_epoch:
+                    return self._stop()
+
+            elapsed = time.perf_counter() - interval_start
+            self._end_epoch(position.last_losses, interval_steps, elapsed)
+            interval_start, interval_steps = time.perf_counter(), 0
+            if self._stop_requested.is_set() and position.epoch < training.epochs:
+                return self._stop(save=False)  # _end_epoch has just saved this state
+
+        message = f"finished {position.epoch} epochs ({position.step} steps)"
+        self._write_status(state="finished", message=message, force=True)
+        self._notify("end", {})
+        log.info("run %s %s, best w1_mass %s", self.run_dir.path, message, position.best_metric)
+        return self._result("finished", message)
+
+    def _epoch_permutation(self) -> torch.Tensor:
+        """Draw this epoch's permutation of the training rows on the device.
+
+        The generator state before the draw is kept, so a checkpoint written mid-epoch can
+        redraw the same permutation on resume.
+        """
+        position = self.position
+        if position.batch_in_epoch > 0 and position.epoch_generator_state is not None:
+            self.batch_generator.set_state(position.epoch_generator_state)
+        else:
+            position.batch_in_epoch = 0
+        position.epoch_generator_state = self.batch_generator.get_state()
+        return torch.randperm(len(self.train_x), generator=self.batch_generator, device=self.device)
+
+    def _end_epoch(self, losses: dict[str, float], interval_steps: int, elapsed: float) -> None:
+        position = self.position
+        position.epoch += 1
+        position.batch_in_epoch = 0
+        w1 = self._physics_metric()
+        improved = math.isfinite(w1) and (position.best_metric is None or w1 < position.best_metric)
+        if improved:
+            position.best_metric = w1
+            position.best_step = position.step
+
+        record = self._record(losses, interval_steps, elapsed)
+        record["w1_mass"] = w1 if math.isfinite(w1) else None
+        record["best_w1_mass"] = position.best_metric
+        self._save("last")
+        if improved:
+            self._save("best")
+        self._append_metrics(record)
+        message = f"epoch {position.epoch}: w1_mass {w1:.4g} GeV"
+        self._write_status(state="running", message=message, force=True)
+        self._notify("epoch", record)
+        log.info("run %s %s (best %s at step %s)", self.run_dir.name, message, position.best_metric, position.best_step)
+
+    def _physics_metric(self) -> float:
+        """Return W1 (GeV) between the invariant masses of generated events and the validation split.
+
+        The sample uses its own generators, seeded by the config seed and the epoch, so it
+        consumes no random numbers of the training loop.
+        """
+        training = self.config.training
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(training.seed * 1_000_003 + self.position.epoch)
+        with torch.no_grad():
+            z = self.model.sample(training.metric_events, generator=generator)
+        z_values = z.detach().float().cpu().numpy()
+        finite = np.isfinite(z_values).all(axis=1)
+        if not finite.any():
+            log.warning("epoch %d: every generated event is non-finite", self.position.epoch)
+            return math.inf
+        generated = self.preprocessing.inverse(z_values[finite], np.random.default_rng([training.seed, 1, self.position.epoch]))
+        mass = self._mass(generated)
+        mass = mass[np.isfinite(mass)]
+        if len(mass) == 0:
+            return math.inf
+        return float(scipy.stats.wasserstein_distance(mass, self.val_mass))
+
+    def _check_finite(self, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            if not math.isfinite(value):
+                last = self.run_dir.checkpoint_path("last")
+                raise RunFailedError(
+                    f"{name} = {value} at step {self.position.step} is not finite; training stopped and the last "
+                    f"good checkpoint {last} is kept; lower training.lr or check the data"
+                )
+
+    def _stop(self, save: bool = True) -> TrainResult:
+        position = self.position
+        if save:
+            self._save("last")
+        message = f"stopped at step {position.step} ({self._stop_reason}); resume with --resume {self.run_dir.path}"
+        self._write_status(state="stopped", message=message, force=True)
+        self._notify("end", {})
+        log.info("run %s %s", self.run_dir.path, message)
+        return self._result("stopped", message)
+
+    def _result(self, state: str, message: str) -> TrainResult:
+        position = self.position
+        return TrainResult(self.run_dir, state, position.step, position.epoch, position.best_metric, message)
+
+    # ----------------------------------------------------------------- records and files
+
+    def _record(self, losses: dict[str, float], steps: int, elapsed: float) -> dict[str, Any]:
+        record: dict[str, Any] = {"step": self.position.step, "epoch": self.position.epoch, "time": time.time()}
+        record.update(losses)
+        record["lr"] = self.optimizers[0].param_groups[0]["lr"]
+        record["events_per_second"] = steps * self.batch_size / elapsed if elapsed > 0 else None
+        record.setdefault("grad_norm", None)
+        return record
+
+    def _open_metrics(self) -> None:
+        path = self.run_dir.metrics_path
+        if self.resuming:
+            self._truncate_metrics(self.position.step)
+        try:
+            self._metrics_handle = open(path, "a", encoding="utf-8")
+        except OSError as error:
+            raise _write_error(path, error) from error
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop lines logged after the checkpoint's step, so a resumed run does not repeat steps."""
+        records = [r for r in self.run_dir.metrics() if isinstance(r.get("step"), int) and r["step"] <= step]
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        self._write(self.run_dir.metrics_path, lambda p: _write_text_atomic(text, p))
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        try:
+            self._metrics_handle.write(json.dumps(record) + "\n")
+            self._metrics_handle.flush()
+        except OSError as error:
+            raise _write_error(self.run_dir.metrics_path, error) from error
+
+    def _write_status(self, *, state: str, message: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._status_written_at < STATUS_INTERVAL:
+            return
+        position = self.position
+        training = self.config.training
+        if not self._status:
+            self._status = {"started": utc_now()}
+        self._status.update(
+            {
+                "state": state,
+                "pid": os.getpid(),
+                "name": self.run_dir.name,
+                "model": self.config.model.family,
+                "feature_set": self.config.data.feature_set,
+                "step": position.step,
+                "total_steps": self.total_steps,
+                "epoch": position.epoch,
+                "total_epochs": training.epochs,
+                "progress": position.step / self.total_steps if self.total_steps else 0.0,
+                "message": message,
+                "best_metric": position.best_metric,
+                "best_step": position.best_step,
+                "updated": utc_now(),
+            }
+        )
+        self._write(self.run_dir.status_path, lambda p: write_json_atomic(self._status, p))
+        self._status_written_at = now
+
+    def _write_status_quietly(self, *, state: str, message: str) -> None:
+        try:
+            self._write_status(state=state, message=message, force=True)
+        except Exception:  # noqa: BLE001 - the original error matters more than the status file
+            log.exception("could not write the %s status of run %s", state, self.run_dir.path)
+
+    def _fail_quietly(self, message: str) -> None:
+        log.error("run %s failed: %s", self.run_dir.path, message)
+        self._write_status_quietly(state="failed", message=message)
+
+    def _write(self, path: Path, writer: Callable[[Path], None]) -> None:
+        try:
+            writer(path)
+        except OSError as error:
+            raise _write_error(path, error) from error
+
+    def _notify(self, kind: str, record: dict[str, Any]) -> None:
+        if self.callback is not None:
+            self.callback(Progress(kind, dict(record), dict(self._status)))
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def _save(self, checkpoint: str) -> None:
+        """Write checkpoint "last" or "best". Weights that are not finite are never written."""
+        if not all_finite(self.model):
+            log.error(
+                "not saving the %s checkpoint at step %d: the weights are not finite", checkpoint, self.position.step
+            )
+            return
+        position = self.position
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "family": self.config.model.family,
+            "dim": self.dim,
+            "model": self.model.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "rng": capture_rng_states(self.batch_generator),
+            "step": position.step,
+            "epoch": position.epoch,
+            "batch_in_epoch": position.batch_in_epoch,
+            "epoch_generator_state": position.epoch_generator_state,
+            "best_metric": position.best_metric,
+            "best_step": position.best_step,
+            "last_losses": dict(position.last_losses),
+        }
+        save_checkpoint(state, self.run_dir.checkpoint_path(checkpoint))
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.run_dir.checkpoint_path("last"))
+        if int(state["dim"]) != self.dim:
+            raise ConfigError(
+                f"checkpoint of run {self.run_dir.path} has {state['dim']} features but the preprocessing "
+                f"gives {self.dim}; the run directory is inconsistent"
+            )
+        self.model.load_state_dict(state["model"])
+        for optimizer, optimizer_state in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(optimizer_state)
+        for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=False):
+            scheduler.load_state_dict(scheduler_state)
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                # NOTE: a resume with more epochs stretches the remaining cosine decay from here on.
+                scheduler.T_max = self.total_steps
+        restore_rng_states(state["rng"], self.batch_generator)
+        self.position = _Position(
+            step=int(state["step"]),
+            epoch=int(state["epoch"]),
+            batch_in_epoch=int(state["batch_in_epoch"]),
+            best_metric=state["best_metric"],
+            best_step=state["best_step"],
+            epoch_generator_state=state["epoch_generator_state"],
+            last_losses=dict(state.get("last_losses", {})),
+        )
+        if self.position.epoch >= self.config.training.epochs:
+            raise ConfigError(
+                f"run {self.run_dir.path} already trained {self.position.epoch} epochs; "
+                "pass --epochs with a larger number to train further"
+            )
+
+    # ----------------------------------------------------------------- signals
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self._stop_requested.is_set() and signum == signal.SIGINT:
+                # A second Ctrl-C stops at once, without a new checkpoint.
+                raise KeyboardInterrupt
+            log.warning("received %s: stopping after the current step", name)
+            self.request_stop(f"received {name}")
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handle)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _write_text_atomic(text: str, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, error: OSError) -> RunFailedError:
+    hint = "free disk space" if error.errno == errno.ENOSPC else "check that the run directory is writable"
+    return RunFailedError(f"could not write {path}: {error.strerror or error}; {hint}, then resume the run")
+
+
+def _message_of(error: BaseException) -> str:
+    message = getattr(error, "message", None)
+    return message if isinstance(message, str) and message else f"{type(error).__name__}: {error}"

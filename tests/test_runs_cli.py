@@ -1,0 +1,211 @@
+"""The train, runs and generate commands, run as real ``python -m cmsgen.tui`` subprocesses.
+
+Budget: about one minute on two cores (one short flow run, one run stopped by SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+import uproot
+
+from cmsgen.engine.training.config import dumps_toml
+from cmsgen.engine.training.runs import RunDirectory
+
+RNTUPLE_2012 = "Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
+WAIT_SECONDS = 180  # upper bound on waiting for a subprocess condition; the usual wait is seconds
+
+
+def cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m cmsgen.tui ARGS`` and return the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "cmsgen.tui", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def write_flow_config(folder: Path, data: Path, **training: object) -> Path:
+    table = {
+        "data": {"paths": [str(data)], "feature_set": "dimuon"},
+        "model": {"family": "flow", "transforms": 2, "hidden_features": [16, 16], "bins": 4},
+        "training": {"batch_size": 64, "lr": 1e-3, "log_every": 2, "metric_events": 300, "device": "cpu", **training},
+    }
+    path = folder / "flow.toml"
+    path.write_text(dumps_toml(table), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, cms_data: Path) -> Path:
+    """Train a tiny flow for two epochs through the CLI; return the working folder."""
+    folder = tmp_path_factory.mktemp("cli")
+    config = write_flow_config(folder, cms_data / RNTUPLE_2012, epochs=2)
+
+    done = cli("train", config, "--run-dir", "runs", "--name", "tiny", cwd=folder)
+
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_train_prints_plain_progress(trained: Path) -> None:
+    run = RunDirectory(trained / "runs" / "tiny")
+
+    assert run.status()["state"] == "finished"
+    assert run.checkpoint_path("best").is_file()
+    assert len(run.metrics()) >= 2
+
+
+def test_train_bad_config_value_exit_5(tmp_path: Path, cms_data: Path) -> None:
+    config = write_flow_config(tmp_path, cms_data / RNTUPLE_2012, batch_size=-4)
+
+    done = cli("train", config, cwd=tmp_path)
+
+    assert done.returncode == 5
+    assert done.stderr.strip() == "Error: training.batch_size = -4 is invalid: expected an integer >= 1"
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_missing_config_exit_5(tmp_path: Path) -> None:
+    done = cli("train", tmp_path / "absent.toml", cwd=tmp_path)
+
+    assert done.returncode == 5
+    assert "absent.toml not found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_train_sigterm_stops_with_checkpoint(tmp_path: Path, cms_data: Path) -> None:
+    config = write_flow_config(tmp_path, cms_data / RNTUPLE_2012, epochs=500)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cmsgen.tui", "train", str(config), "--run-dir", "runs", "--name", "long"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    run = RunDirectory(tmp_path / "runs" / "long")
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while len(run.metrics()) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()[1]
+        assert len(run.metrics()) >= 3
+
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=WAIT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "stopped" in stdout
+    status = run.status()
+    assert status["state"] == "stopped"
+    assert "SIGTERM" in status["message"]
+    state = torch.load(run.checkpoint_path("last"), weights_only=True)
+    assert state["step"] == status["step"]
+    assert state["step"] < status["total_steps"]
+
+
+def test_train_resume_continues(trained: Path) -> None:
+    done = cli("train", "--resume", "tiny", "--run-dir", "runs", "--epochs", "3", cwd=trained)
+
+    assert done.returncode == 0, done.stderr
+    run = RunDirectory(trained / "runs" / "tiny")
+    status = run.status()
+    assert status["epoch"] == 3
+    assert status["state"] == "finished"
+    assert run.config()["training"]["epochs"] == 3
+    assert [r["epoch"] for r in run.metrics() if "w1_mass" in r] == [1, 2, 3]
+
+
+def test_runs_json_lists_run(trained: Path) -> None:
+    done = cli("runs", "runs", "--json", cwd=trained)
+
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [row["name"] for row in rows] == ["tiny"]
+    assert rows[0]["model"] == "flow"
+    assert rows[0]["state"] == "finished"
+    assert rows[0]["progress"] == 1.0
+    assert rows[0]["best_metric"] > 0
+
+
+def test_runs_table_and_missing_dir(trained: Path) -> None:
+    table = cli("runs", "runs", cwd=trained)
+    missing = cli("runs", "no-such-dir", cwd=trained)
+
+    assert table.returncode == 0
+    assert "tiny" in table.stdout
+    assert "finished" in table.stdout
+    assert missing.returncode == 3
+    assert "no-such-dir not found" in missing.stderr
+
+
+def test_generate_root_nanoaod(trained: Path) -> None:
+    done = cli("generate", "runs/tiny", "-n", "500", "-o", "out/events.root", "--seed", "2", cwd=trained)
+
+    assert done.returncode == 0, done.stderr
+    tree = uproot.open(trained / "out" / "events.root")["Events"]
+    assert tree.num_entries == 500
+    assert set(tree.keys()) == {"nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge"}
+    events = tree.arrays()
+    assert ak.all(events.nMuon == 2)
+    assert ak.all(events.Muon_pt > 0)
+    assert ak.all(abs(events.Muon_phi) <= math.pi)
+    assert set(np.unique(ak.to_numpy(ak.flatten(events.Muon_charge)))) <= {-1, 1}
+    assert np.allclose(ak.to_numpy(ak.flatten(events.Muon_mass)), 0.1056583755)
+
+
+def test_generate_default_path_and_overwrite(trained: Path) -> None:
+    first = cli("generate", "tiny", "--run-dir", "runs", "-n", "100", "--checkpoint", "last", cwd=trained)
+    again = cli("generate", "tiny", "--run-dir", "runs", "-n", "100", "--checkpoint", "last", cwd=trained)
+
+    target = trained / "runs" / "tiny" / "samples" / "last-seed0-n100.root"
+    assert first.returncode == 0, first.stderr
+    assert target.is_file()
+    assert again.returncode == 5
+    assert "already exists" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["generate", "nothing-here", "-n", "10"], 3, "run 'nothing-here' not found"),
+        (["generate", "runs/tiny", "-n", "10", "-o", "x.txt"], 5, "expected .root, .parquet or .csv"),
+        (["generate", "runs/tiny", "-n", "0", "-o", "x.root"], 5, "-n 0 is invalid"),
+        (["generate", "runs/tiny", "--checkpoint", "first", "-o", "x.root"], 5, "--checkpoint 'first' is invalid"),
+    ],
+)
+def test_generate_bad_input(
+    trained: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int, message: str
+) -> None:
+    # In-process through typer's runner: the same command code, without a Python start-up per case.
+    from typer.testing import CliRunner
+
+    from cmsgen.tui.cli import app
+
+    monkeypatch.chdir(trained)
+    done = CliRunner().invoke(app, args)
+
+    assert done.exit_code == code
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

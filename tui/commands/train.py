@@ -1,0 +1,195 @@
+"""``cmsgen-tui train CONFIG``: train a model in a new run directory, or resume one.
+
+With a terminal on stdout, progress is a rich progress bar with the latest losses. Otherwise
+(a pipe, a batch job, the TUI's subprocess) it is one plain line per logged step and epoch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+
+    from cmsgen.engine.training.trainer import Progress
+
+# Loss keys shown in progress output, in this order, when the model reports them.
+SHOWN_LOSSES = ("loss", "loss_critic", "loss_generator", "nll", "reconstruction", "kl")
+
+
+def format_losses(record: dict[str, Any]) -> str:
+    """Return the losses of a metrics record as ``name value`` pairs, for example ``loss 1.234``."""
+    parts = [f"{name} {record[name]:.4g}" for name in SHOWN_LOSSES if isinstance(record.get(name), (int, float))]
+    w1 = record.get("w1_mass")
+    if isinstance(w1, (int, float)):
+        parts.append(f"w1_mass {w1:.4g} GeV")
+    return "  ".join(parts)
+
+
+class PlainReporter:
+    """Progress as plain lines on stdout, one per logged step and one per epoch."""
+
+    def __call__(self, progress: Progress) -> None:
+        status, record = progress.status, progress.record
+        if progress.kind == "start":
+            typer.echo(
+                f"training {status.get('model')} on {status.get('feature_set')} in run {status.get('name')}: "
+                f"{status.get('total_steps')} steps, {status.get('total_epochs')} epochs",
+            )
+        elif progress.kind in ("step", "epoch"):
+            rate = record.get("events_per_second")
+            rate_text = f"  {rate:.0f} events/s" if isinstance(rate, (int, float)) else ""
+            typer.echo(
+                f"step {record['step']}/{status.get('total_steps')}  epoch {record.get('epoch')}/"
+                f"{status.get('total_epochs')}  {format_losses(record)}{rate_text}"
+            )
+        sys.stdout.flush()
+
+
+class RichReporter:
+    """Progress as a rich progress bar that shows the latest losses."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar: RichProgress = Progress(
+            TextColumn("[bold]{task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+        )
+        self.task: Any = None
+
+    def __call__(self, progress: Progress) -> None:
+        status, record = progress.status, progress.record
+        if progress.kind == "start":
+            self.bar.start()
+            self.task = self.bar.add_task(
+                "train",
+                total=status.get("total_steps") or None,
+                completed=status.get("step", 0),
+                epoch=self._epoch_text(status),
+                losses="",
+            )
+            return
+        if self.task is None:
+            return
+        if progress.kind in ("step", "epoch"):
+            epoch_text = self._epoch_text({**status, "epoch": record.get("epoch", status.get("epoch"))})
+            self.bar.update(self.task, completed=record["step"], epoch=epoch_text, losses=format_losses(record))
+        if progress.kind == "epoch":
+            self.bar.console.print(f"epoch {record.get('epoch')}: {format_losses(record)}")
+        if progress.kind == "end":
+            self.bar.update(self.task, completed=status.get("step", 0))
+            self.close()
+
+    def close(self) -> None:
+        """Stop the live display (idempotent)."""
+        self.bar.stop()
+
+    @staticmethod
+    def _epoch_text(status: dict[str, Any]) -> str:
+        return f"epoch {status.get('epoch', 0)}/{status.get('total_epochs', '?')}"
+
+
+def resolve_run_path(run: str, runs_dir: Path) -> Path:
+    """Return the folder of ``run``: a path to a run directory, or a run name under ``runs_dir``."""
+    from cmsgen.engine.errors import DataNotFoundError
+
+    candidate = Path(run).expanduser()
+    if (candidate / "config.toml").is_file():
+        return candidate
+    named = runs_dir.expanduser() / run
+    if (named / "config.toml").is_file():
+        return named
+    raise DataNotFoundError(
+        f"run {run!r} not found: neither {candidate} nor {named} is a run directory; "
+        "list runs with `cmsgen-tui runs`"
+    )
+
+
+def run_training(
+    config_path: Path | None,
+    *,
+    data: list[Path] | None,
+    runs_dir: Path,
+    name: str | None,
+    resume: str | None,
+    device: str | None,
+    epochs: int | None,
+) -> int:
+    """Start or resume a run; return the exit code (0 finished, 130 stopped)."""
+    from cmsgen.engine.errors import EXIT_INTERRUPTED, ConfigError
+    from cmsgen.engine.training.config import load_config
+    from cmsgen.engine.training.trainer import resume_run, start_run
+
+    interactive = sys.stdout.isatty()
+    reporter: PlainReporter | RichReporter = RichReporter() if interactive else PlainReporter()
+    try:
+        if resume is not None:
+            if config_path is not None or data:
+                raise ConfigError(
+                    "--resume continues a run with its stored config; leave out CONFIG and --data"
+                )
+            trainer = resume_run(resolve_run_path(resume, runs_dir), epochs=epochs, device=device, callback=reporter)
+        else:
+            if config_path is None:
+                raise ConfigError("give a training config file (see sample_configs/), or --resume RUN")
+            config = load_config(config_path).with_overrides(
+                paths=[str(p) for p in data] if data else None, device=device, epochs=epochs
+            )
+            trainer = start_run(config, runs_dir=runs_dir, name=name, callback=reporter)
+        result = trainer.run()
+    finally:
+        if isinstance(reporter, RichReporter):
+            reporter.close()
+
+    typer.echo(result.message)
+    typer.echo(f"run directory: {result.run.path}")
+    if result.best_metric is not None:
+        typer.echo(f"best w1_mass: {result.best_metric:.4g} GeV")
+    return EXIT_INTERRUPTED if result.state == "stopped" else 0
+
+
+def register(app: typer.Typer) -> None:
+    from cmsgen.tui.cli import handle_errors
+
+    @app.command(name="train")
+    @handle_errors
+    def train_command(
+        config: Annotated[
+            Path | None,
+            typer.Argument(help="TOML training config (see sample_configs/); not needed with --resume."),
+        ] = None,
+        data: Annotated[
+            list[Path] | None,
+            typer.Option("--data", help="Data file, directory or glob replacing data.paths; repeat for several."),
+        ] = None,
+        runs_dir: Annotated[
+            Path, typer.Option("--run-dir", "--runs-dir", help="Directory that contains the run directories.")
+        ] = Path("runs"),
+        name: Annotated[
+            str | None, typer.Option("--name", help="Name of the new run directory (default: model-features-time).")
+        ] = None,
+        resume: Annotated[
+            str | None,
+            typer.Option("--resume", help="Continue this run (a path or a name under --run-dir) from its last checkpoint."),
+        ] = None,
+        device: Annotated[
+            str | None, typer.Option("--device", help="Device: auto, cpu, cuda or mps (replaces training.device).")
+        ] = None,
+        epochs: Annotated[
+            int | None, typer.Option("--epochs", help="Number of epochs in total (replaces training.epochs).")
+        ] = None,
+    ) -> None:
+        """Train a GAN, VAE or flow on real events; SIGINT or SIGTERM stops after saving a checkpoint."""
+        code = run_training(
+            config, data=data, runs_dir=runs_dir, name=name, resume=resume, device=device, epochs=epochs
+        )
+        if code:
+            raise typer.Exit(code)
