@@ -1,0 +1,67 @@
+"""Pilot tests on a run trained headless before the app opened: attach to it, validate it, see the plots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_tui_runs import run_async, wait_for
+from textual.widgets import DataTable, Select
+
+from cmsgen.tui.app import CmsgenApp
+from cmsgen.tui.screens.validate import ValidateScreen
+from cmsgen.tui.widgets.plot_view import PlotView
+from cmsgen.tui.widgets.run_monitor import RunMonitor
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GAN_CONFIG = REPO_ROOT / "sample_configs" / "gan_zmumu_2010.toml"
+
+
+@pytest.fixture(scope="module")
+def headless_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """Train a two-epoch GAN with the headless ``train`` command; return its run directory."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    command = [sys.executable, "-m", "cmsgen.tui", "train", str(GAN_CONFIG), "--epochs", "2", "--run-dir", str(runs_dir), "--name", "headless"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return runs_dir / "headless"
+
+
+@run_async
+async def test_attach_to_headless_run(headless_run: Path) -> None:
+    app = CmsgenApp([], headless_run.parent, initial_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert await wait_for(pilot, lambda: screen.listed)
+        await pilot.press("enter")
+        monitor = app.screen.query_one(RunMonitor)
+        n_rows = len((headless_run / "metrics.jsonl").read_text().splitlines())
+        assert await wait_for(pilot, lambda: monitor.rows_received == n_rows)
+        assert monitor.status is not None
+        assert monitor.status["state"] == "finished"
+
+
+@run_async
+async def test_validate_shows_figures_and_plot(headless_run: Path) -> None:
+    app = CmsgenApp([], headless_run.parent, initial_mode="validate")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ValidateScreen)
+        assert screen.query_one("#validate-run", Select).value == str(headless_run)
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: screen.report is not None, tries=2400)
+        table = screen.query_one(DataTable)
+        assert table.row_count > 10
+        marks = {str(table.get_row_at(index)[0]) for index in range(table.row_count)}
+        assert any("pass" in mark or "warn" in mark or "fail" in mark for mark in marks)
+        plot = screen.query_one("#validate-plot", PlotView)
+        assert plot.renderer is not None
+        assert "real vs generated" in plot.render().plain
+        assert "could not be drawn" not in plot.render().plain
+        assert (headless_run / "validation.json").is_file()
+
+        table.focus()
+        await pilot.press("down")
+        assert plot.renderer is not None

@@ -1,0 +1,129 @@
+"""The cmsgen Textual app: one screen per job, switched with the number keys.
+
+Screens are Textual modes (files, report, train, runs, validate), so each keeps
+its state while another is shown. The app stores what the screens share: the
+dataset paths, the runs directory and the run the user last picked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from cmsgen.tui.screens.error import ErrorScreen
+from cmsgen.tui.screens.files import FilesScreen
+from cmsgen.tui.screens.help import HelpScreen
+from cmsgen.tui.screens.report import ReportScreen
+from cmsgen.tui.screens.runs import RunsScreen
+from cmsgen.tui.screens.train import TrainScreen
+from cmsgen.tui.screens.validate import ValidateScreen
+
+log = logging.getLogger(__name__)
+
+# Mode name -> (key, title) of each job screen, in the order of the number keys.
+SCREEN_KEYS: dict[str, tuple[str, str]] = {
+    "files": ("1", "Files"),
+    "report": ("2", "Report"),
+    "train": ("3", "Train"),
+    "runs": ("4", "Runs"),
+    "validate": ("5", "Validate"),
+}
+
+
+class CmsgenApp(App[None]):
+    """Browse legacy CMS files, read the missing-field report, train, follow and validate runs."""
+
+    TITLE = "cmsgen"
+    CSS_PATH = "app.tcss"
+    MODES: ClassVar = {
+        "files": FilesScreen,
+        "report": ReportScreen,
+        "train": TrainScreen,
+        "runs": RunsScreen,
+        "validate": ValidateScreen,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(key, f"switch_mode('{mode}')", title) for mode, (key, title) in SCREEN_KEYS.items()),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        paths: Sequence[Path] = (),
+        runs_dir: Path = Path("runs"),
+        *,
+        initial_mode: str = "files",
+        attach_run: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.dataset_paths: list[Path] = [Path(path) for path in paths] or [Path.cwd()]
+        self.runs_dir = Path(runs_dir)
+        self.current_run: Path | None = Path(attach_run) if attach_run else None
+        self.initial_mode = "train" if attach_run else initial_mode
+
+    def on_mount(self) -> None:
+        log.info("app started on %s with runs directory %s", [str(p) for p in self.dataset_paths], self.runs_dir)
+        self.switch_mode(self.initial_mode)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Show a worker that ended with an unexpected error; the traceback goes to the log file."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR and worker.error is not None:
+            error = worker.error
+            log.error("worker %r failed", worker.description or worker.name, exc_info=error)
+            self.show_error(
+                f"{worker.description or worker.name} failed".capitalize(),
+                f"{type(error).__name__}: {error}. The traceback is in the log file.",
+            )
+
+    def show_error(self, title: str, message: str) -> None:
+        """Show an error in a modal; the detail is expected to be in the log file already."""
+        log.error("%s: %s", title, message)
+        self.push_screen(ErrorScreen(title, message))
+
+    def select_run(self, run_dir: Path, mode: str | None = None) -> None:
+        """Make ``run_dir`` the current run and optionally switch to the screen ``mode``.
+
+        The Train and Validate screens pick up the current run when they are shown.
+        """
+        self.current_run = Path(run_dir)
+        if mode is not None:
+            self.switch_mode(mode)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, (key, title) in SCREEN_KEYS.items():
+            yield SystemCommand(f"Go to {title}", f"Show the {title} screen (key {key})", partial(self.switch_mode, mode))
+        yield SystemCommand("Help", "List every key of every screen (key ?)", self.action_help)
+        for binding in getattr(screen, "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.description:
+                yield SystemCommand(
+                    f"{screen.TITLE or type(screen).__name__}: {binding.description}",
+                    f"key {binding.key}",
+                    partial(screen.run_action, binding.action),
+                )
+
+    def _handle_exception(self, error: Exception) -> None:
+        # NOTE: overrides a private Textual 8 method, so that an unexpected error in a
+        # handler is logged and shown in a modal instead of closing the app with a traceback.
+        log.exception("unexpected error in the app", exc_info=error)
+        try:
+            self.show_error(
+                "Unexpected error",
+                f"{type(error).__name__}: {error}. The traceback is in the log file; the app keeps running.",
+            )
+        except Exception:  # noqa: BLE001 - showing the modal failed too: fall back to Textual's handling
+            super()._handle_exception(error)

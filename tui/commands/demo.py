@@ -1,0 +1,141 @@
+"""``cmsgen-tui demo``: the main job on the project's synthetic sample, in the app or headless.
+
+The sample (``cmsgen.engine.sample.write_sample``) is written once into
+``<cache dir>/sample``. Headless, the demo then builds the missing-field report,
+trains a small VAE for a few epochs, validates it and prints a summary of each
+step; without ``--headless`` it opens the app on the sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+log = logging.getLogger(__name__)
+
+DEMO_EVENTS = 20_000
+DEMO_EPOCHS = 5
+DEMO_LAYOUT = "csv_pairs"  # the sample folder that the demo trains on
+VALIDATION_EVENTS = 2_000
+
+
+def ensure_sample(cache_dir: Path, n_events: int) -> Path:
+    """Write the synthetic sample into ``cache_dir/sample`` unless its manifest is already there; return the folder."""
+    from cmsgen.engine.sample import MANIFEST_NAME, write_sample
+
+    sample_dir = cache_dir / "sample"
+    if (sample_dir / MANIFEST_NAME).is_file():
+        typer.echo(f"sample: reusing {sample_dir}")
+        return sample_dir
+    typer.echo(f"sample: writing {n_events:,} synthetic dimuon events to {sample_dir}")
+    manifest = write_sample(sample_dir, n_events=n_events, seed=0)
+    typer.echo(f"sample: {len(manifest.to_dict().get('files', []))} files written")
+    return sample_dir
+
+
+def demo_config(data_dir: Path, epochs: int) -> Any:
+    """Return the validated training config of the demo: a small VAE on the dimuon features."""
+    from cmsgen.engine.training.config import parse_config
+
+    table = {
+        "data": {"paths": [str(data_dir)], "feature_set": "dimuon", "options": {"opposite_charge": True}},
+        "model": {"family": "vae", "latent_dim": 8, "encoder_features": [64, 64], "decoder_features": [64, 64]},
+        "training": {"epochs": epochs, "batch_size": 256, "lr": 1e-3, "seed": 0, "device": "cpu", "log_every": 20, "metric_events": 2000},
+    }
+    return parse_config(table, base_dir=data_dir)
+
+
+def print_report(data_dir: Path) -> None:
+    from cmsgen.engine.report import build_report
+
+    report = build_report([data_dir]).to_dict()
+    typer.echo(f"report: {report['n_events']:,} events, layout {report['layout']['name']}")
+    missing = [f"{row['collection']}.{row['field']}" for row in report["fields"] if row["status"] == "missing"]
+    typer.echo(f"report: missing fields: {', '.join(missing) or 'none'}")
+    for row in report["quality"]:
+        problems = {key: row[key] for key in ("null", "nan", "inf", "sentinel", "out_of_range") if row.get(key)}
+        if problems:
+            typer.echo(f"report: {row['collection']}.{row['field']}: {problems}")
+    typer.echo(f"report: {report['duplicates']['n_duplicates']} duplicate events, {len(report['unreadable'])} unreadable branches")
+    for verdict in report["verdict"]:
+        mark = "trainable" if verdict["trainable"] else "not trainable"
+        typer.echo(f"report: {verdict['feature_set']}: {mark} ({verdict['n_events']:,} events)")
+
+
+def train_demo(data_dir: Path, runs_dir: Path, epochs: int) -> Path:
+    from cmsgen.engine.training.trainer import start_run
+
+    config = demo_config(data_dir, epochs)
+    name = f"demo-vae-{time.strftime('%Y%m%d-%H%M%S')}"
+    last_epoch = [-1]
+
+    def report_progress(progress: Any) -> None:
+        record = progress.record or {}
+        if progress.kind == "epoch" and record.get("epoch") != last_epoch[0]:
+            last_epoch[0] = record.get("epoch")
+            w1 = record.get("w1_mass")
+            w1_text = f", w1_mass {w1:.3g} GeV" if isinstance(w1, (int, float)) else ""
+            typer.echo(f"train: epoch {progress.status.get('epoch')}/{progress.status.get('total_epochs')}, loss {record.get('loss', float('nan')):.4g}{w1_text}")
+
+    trainer = start_run(config, runs_dir=runs_dir, name=name, callback=report_progress)
+    typer.echo(f"train: VAE for {epochs} epochs in {trainer.run_dir.path}")
+    result = trainer.run()
+    typer.echo(f"train: {result.state} after {result.step} steps, best w1_mass {result.best_metric}")
+    return result.run.path
+
+
+def validate_demo(run_dir: Path, n_events: int) -> str:
+    from cmsgen.engine.validation.report import summary_rows, validate_run
+
+    report = validate_run(run_dir, n_events=n_events, seed=0).to_dict()
+    summary = report["summary"]
+    typer.echo(f"validate: {summary['pass']} pass, {summary['warn']} warn, {summary['fail']} fail; verdict {summary['verdict']}")
+    for row in summary_rows(report):
+        if row["section"] == "univariate" and row["figure"] == "W1":
+            typer.echo(f"validate: {row['variable']}: W1 {row['value']} (real-vs-real {row['baseline']}) {row['verdict']}")
+    typer.echo(f"validate: wrote {run_dir / 'validation.json'}")
+    return str(summary["verdict"])
+
+
+def run_demo(headless: bool, runs_dir: Path, cache_dir: Path, events: int, epochs: int) -> None:
+    from cmsgen.engine.errors import ConfigError
+
+    if events < 1000:
+        raise ConfigError(f"--events {events} is invalid: the demo needs at least 1000 events")
+    if epochs < 1:
+        raise ConfigError(f"--epochs {epochs} is invalid: expected at least 1")
+    sample_dir = ensure_sample(cache_dir, events)
+    if not headless:
+        from cmsgen.tui.app import CmsgenApp
+
+        CmsgenApp([sample_dir], runs_dir).run()
+        return
+    data_dir = sample_dir / DEMO_LAYOUT
+    print_report(data_dir)
+    run_dir = train_demo(data_dir, runs_dir, epochs)
+    validate_demo(run_dir, VALIDATION_EVENTS)
+    typer.echo(f"demo: done. Open the app on it with: cmsgen-tui {sample_dir} --runs-dir {runs_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    from cmsgen.tui.cli import handle_errors
+
+    @app.command(name="demo")
+    @handle_errors
+    def demo(
+        headless: Annotated[bool, typer.Option("--headless", help="Run sample, report, training and validation without the app, printing summaries.")] = False,
+        runs_dir: Annotated[Path, typer.Option("--runs-dir", "--run-dir", help="Directory of training runs.")] = Path("runs"),
+        cache_dir: Annotated[
+            Path | None, typer.Option("--cache-dir", help="Folder for the synthetic sample (default: the user cache of cmsgen-tui).")
+        ] = None,
+        events: Annotated[int, typer.Option("--events", help="Events in the synthetic sample, written once.")] = DEMO_EVENTS,
+        epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of the headless demo.")] = DEMO_EPOCHS,
+    ) -> None:
+        """Write the synthetic sample once, then open the app on it (or run the main job headless)."""
+        from cmsgen.engine.logs import cache_dir as default_cache_dir
+
+        run_demo(headless, runs_dir, cache_dir or default_cache_dir(), events, epochs)

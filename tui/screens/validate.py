@@ -1,0 +1,240 @@
+"""The Validate screen: validate a run in a worker, read its figures and compare histograms.
+
+``cmsgen.engine.validation.report.validate_run`` runs in a thread worker that
+posts its progress; the table lists every figure with its real-versus-real
+baseline and a pass/warn/fail mark, and the plot shows the real and generated
+histograms of the variable under the cursor with a ratio panel.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
+
+from cmsgen.tui.widgets.metrics_tail import find_run_dirs
+from cmsgen.tui import plots
+from cmsgen.tui.widgets.plot_view import PlotView, comparison_from_dict
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("mark", "variable", "figure", "value", "baseline")
+VERDICT_MARKS = {"pass": "[green]✔ pass[/]", "warn": "[yellow]! warn[/]", "fail": "[bold red]✘ fail[/]", "skipped": "[dim]- skip[/]"}
+DEFAULT_EVENTS = "2000"
+
+
+class ValidationProgress(Message):
+    """The fraction done and the current step; a newer one replaces a pending older one."""
+
+    def __init__(self, fraction: float, step: str) -> None:
+        super().__init__()
+        self.fraction = fraction
+        self.step = step
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ValidationProgress)
+
+
+class ValidationDone(Message):
+    def __init__(self, run_dir: Path, report: dict[str, Any]) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.report = report
+
+
+class ValidationFailed(Message):
+    def __init__(self, run_dir: Path, reason: str) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.reason = reason
+
+
+def figure_histogram_indices(report: dict[str, Any]) -> list[int | None]:
+    """Return, for each row of ``summary_rows(report)``, the index of its univariate variable (None for others).
+
+    ``summary_rows`` lists one row per figure of each univariate variable first, in order.
+    """
+    indices: list[int | None] = []
+    for index, variable in enumerate(report.get("univariate") or []):
+        indices.extend([index] * len(variable.get("figures") or {}))
+    return indices
+
+
+class ValidateScreen(Screen[None]):
+    """Validate the selected run and compare real and generated distributions."""
+
+    TITLE = "Validate"
+    CSS_PATH = "validate.tcss"
+    AUTO_FOCUS = "#validate-table"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "start", "Validate"),
+        Binding("ctrl+r", "reload_runs", "Reload runs"),
+        Binding("escape", "focus_table", "Table", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.report: dict[str, Any] | None = None
+        self.row_variables: list[int | None] = []
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="validate-form"):
+            yield Label("Run ")
+            yield Select([], prompt="run", compact=True, id="validate-run")
+            yield Label(" Events ")
+            yield Input(DEFAULT_EVENTS, compact=True, id="validate-events", type="integer")
+        with Horizontal(id="validate-progress-row"):
+            yield ProgressBar(total=1.0, show_eta=False, id="validate-progress")
+            yield Static("Pick a run and press s to validate it.", id="validate-step")
+        table: DataTable[str] = DataTable(id="validate-table", cursor_type="row", zebra_stripes=True)
+        yield table
+        yield PlotView("The histograms of the variable under the cursor appear here.", id="validate-plot")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(*COLUMNS)
+        self.action_reload_runs()
+
+    def on_screen_resume(self) -> None:
+        self.action_reload_runs()
+
+    def action_focus_table(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_reload_runs(self) -> None:
+        runs_dir: Path = self.app.runs_dir  # type: ignore[attr-defined]
+        run_dirs = find_run_dirs(runs_dir)
+        select = self.query_one("#validate-run", Select)
+        current = getattr(self.app, "current_run", None)
+        previous = select.value
+        select.set_options([(run_dir.name, str(run_dir)) for run_dir in run_dirs])
+        names = {str(run_dir) for run_dir in run_dirs}
+        if current is not None and str(current) in names:
+            select.value = str(current)
+        elif previous is not Select.NULL and previous in names:
+            select.value = previous
+        elif run_dirs:
+            select.value = str(run_dirs[-1])
+
+    def selected_run(self) -> Path | None:
+        value = self.query_one("#validate-run", Select).value
+        return None if value is Select.NULL else Path(str(value))
+
+    @on(Select.Changed, "#validate-run")
+    def _run_changed(self, event: Select.Changed) -> None:
+        run_dir = self.selected_run()
+        if run_dir is not None and (run_dir / "validation.json").is_file() and not self.running:
+            self._load_existing(run_dir)
+
+    def action_start(self) -> None:
+        run_dir = self.selected_run()
+        if run_dir is None:
+            self.notify("No run to validate: train one first (screen 3).", severity="warning")
+            return
+        if self.running:
+            self.notify("A validation is already running.", severity="warning")
+            return
+        text = self.query_one("#validate-events", Input).value.strip()
+        try:
+            n_events = int(text)
+        except ValueError:
+            self.notify(f"Events {text!r} is not a whole number; type how many events to generate.", severity="error")
+            return
+        self.running = True
+        self.query_one("#validate-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#validate-step", Static).update(f"Validating {run_dir.name} on {n_events:,} events…")
+        self._validate(run_dir, n_events)
+
+    @work(thread=True, exclusive=True, group="validate", exit_on_error=False, description="validate a run")
+    def _validate(self, run_dir: Path, n_events: int) -> None:
+        from cmsgen.engine.errors import CmsgenError
+        from cmsgen.engine.validation.report import validate_run
+
+        def progress(fraction: float, step: str) -> None:
+            self.post_message(ValidationProgress(fraction, step))
+
+        try:
+            report = validate_run(run_dir, n_events=n_events, seed=0, progress=progress)
+        except CmsgenError as error:
+            log.warning("validation of %s failed: %s", run_dir, error.message, exc_info=True)
+            self.post_message(ValidationFailed(run_dir, error.message))
+            return
+        except (OSError, RuntimeError, ValueError) as error:
+            log.exception("validation of %s failed", run_dir)
+            self.post_message(ValidationFailed(run_dir, f"{type(error).__name__}: {error}"))
+            return
+        self.post_message(ValidationDone(run_dir, report.to_dict()))
+
+    @work(thread=True, exclusive=True, group="validate-load", exit_on_error=False, description="read validation.json")
+    def _load_existing(self, run_dir: Path) -> None:
+        from cmsgen.engine.errors import CmsgenError
+        from cmsgen.engine.validation.report import load_report
+
+        try:
+            report = load_report(run_dir)
+        except CmsgenError as error:
+            log.warning("cannot read the validation of %s: %s", run_dir, error.message)
+            return
+        self.post_message(ValidationDone(run_dir, report))
+
+    def on_validation_progress(self, message: ValidationProgress) -> None:
+        self.query_one("#validate-progress", ProgressBar).update(progress=message.fraction)
+        self.query_one("#validate-step", Static).update(message.step)
+
+    def on_validation_failed(self, message: ValidationFailed) -> None:
+        self.running = False
+        self.query_one("#validate-step", Static).update(f"[red]Validation failed[/red]: {message.reason}")
+        self.app.show_error(f"Validation of {message.run_dir.name} failed", message.reason)  # type: ignore[attr-defined]
+
+    def on_validation_done(self, message: ValidationDone) -> None:
+        from cmsgen.engine.validation.report import summary_rows
+
+        self.running = False
+        self.report = message.report
+        self.row_variables = figure_histogram_indices(message.report)
+        summary = message.report.get("summary") or {}
+        self.query_one("#validate-progress", ProgressBar).update(progress=1.0)
+        self.query_one("#validate-step", Static).update(
+            f"{message.run_dir.name}: {VERDICT_MARKS.get(str(summary.get('verdict')), summary.get('verdict'))} · "
+            f"{summary.get('pass', 0)} pass, {summary.get('warn', 0)} warn, {summary.get('fail', 0)} fail"
+        )
+        table = self.query_one(DataTable)
+        table.clear()
+        for row in summary_rows(message.report):
+            table.add_row(
+                VERDICT_MARKS.get(row["verdict"], row["verdict"]),
+                row["variable"],
+                row["figure"],
+                row["value"],
+                row["baseline"],
+            )
+        table.focus()
+        if table.row_count:
+            table.move_cursor(row=0)
+            self._show_plot(0)
+
+    @on(DataTable.RowHighlighted, "#validate-table")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_plot(event.cursor_row)
+
+    def _show_plot(self, row: int) -> None:
+        plot = self.query_one("#validate-plot", PlotView)
+        if self.report is None:
+            return
+        index = self.row_variables[row] if 0 <= row < len(self.row_variables) else None
+        if index is None:
+            plot.show_message("This figure has no histogram: move the cursor to a feature or observable.")
+            return
+        variable = self.report["univariate"][index]
+        comparison = comparison_from_dict(variable["histogram"])
+        plot.renderer = lambda width, height: plots.render_comparison(comparison, width, height)

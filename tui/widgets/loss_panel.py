@@ -1,0 +1,231 @@
+"""Live line plots of a run's metrics against the training step.
+
+``MetricHistory`` stores the rows of ``metrics.jsonl`` as growing numpy arrays;
+``LossPanel`` draws a chosen set of its metrics at a bounded rate, thinned to
+the number of points the terminal can show, with optional smoothing and a
+logarithmic y axis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from cmsgen.tui import plots
+from cmsgen.tui.widgets.plot_view import Series, draw_lines
+
+# Keys of a metrics row that are not losses: bookkeeping, throughput and the physics metric.
+NON_LOSS_KEYS = frozenset(
+    {"step", "epoch", "time", "lr", "events_per_second", "grad_norm", "w1_mass", "best_w1_mass"}
+)
+
+# Fraction of the points that the trailing moving average spans when smoothing is on.
+SMOOTHING_FRACTION = 0.02
+
+# Redraw period of a panel with new points, in seconds (at most 4 redraws a second).
+REDRAW_PERIOD = 0.25
+
+
+class _GrowingArray:
+    """A float64 array with amortised O(1) appends."""
+
+    def __init__(self) -> None:
+        self._data = np.empty(256, dtype=np.float64)
+        self.size = 0
+
+    def append(self, value: float) -> None:
+        if self.size == self._data.size:
+            self._data = np.resize(self._data, self._data.size * 2)
+        self._data[self.size] = value
+        self.size += 1
+
+    def view(self) -> np.ndarray:
+        return self._data[: self.size]
+
+
+class MetricHistory:
+    """Every value of every numeric metric seen so far, keyed by metric name, with its step."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, _GrowingArray] = {}
+        self._values: dict[str, _GrowingArray] = {}
+        self.version = 0
+        self.last_row: dict[str, Any] = {}
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Append the numeric values of ``rows``; return how many rows were added."""
+        count = 0
+        for row in rows:
+            step = row.get("step")
+            if not isinstance(step, (int, float)):
+                continue
+            for key, value in row.items():
+                if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                if key not in self._values:
+                    self._steps[key] = _GrowingArray()
+                    self._values[key] = _GrowingArray()
+                self._steps[key].append(float(step))
+                self._values[key].append(float(value))
+            self.last_row = dict(row)
+            count += 1
+        if count:
+            self.version += 1
+        return count
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._values)
+
+    def loss_names(self) -> list[str]:
+        """Return the metric names that are losses (every numeric key but bookkeeping and metrics)."""
+        return [name for name in self._values if name not in NON_LOSS_KEYS]
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return (steps, values) of one metric; empty arrays when it was never logged."""
+        if name not in self._values:
+            return np.empty(0), np.empty(0)
+        return self._steps[name].view(), self._values[name].view()
+
+    def __len__(self) -> int:
+        return max((array.size for array in self._values.values()), default=0)
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Return the trailing moving average of ``values`` over ``window`` points (shorter at the start)."""
+    if window <= 1 or values.size == 0:
+        return values
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, values.size + 1), window)
+    upper = np.arange(1, values.size + 1)
+    return (cumulative[upper] - cumulative[upper - counts]) / counts
+
+
+def thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average consecutive points in equal groups so that at most ``max_points`` remain."""
+    if steps.size <= max_points or max_points < 1:
+        return steps, values
+    starts = np.linspace(0, steps.size, max_points, endpoint=False).astype(np.int64)
+    counts = np.diff(np.append(starts, steps.size))
+    return np.add.reduceat(steps, starts) / counts, np.add.reduceat(values, starts) / counts
+
+
+def prepare_series(
+    history: MetricHistory, names: Sequence[str], smooth: bool, max_points: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Return the plotted (steps, values) of each metric: finite values, smoothed if asked, thinned."""
+    prepared: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in names:
+        steps, values = history.series(name)
+        finite = np.isfinite(values)
+        steps, values = steps[finite], values[finite]
+        if smooth:
+            values = moving_average(values, max(1, int(values.size * SMOOTHING_FRACTION)))
+        prepared[name] = thin(steps, values, max_points)
+    return prepared
+
+
+class LossPanel(Widget):
+    """A live plot of some metrics of a run against the step.
+
+    ``metrics`` names the plotted metrics; None plots every loss. ``best_key``
+    names a row key (such as ``best_w1_mass``) whose latest value is marked.
+    """
+
+    DEFAULT_CSS = """
+    LossPanel {
+        height: 1fr;
+        width: 1fr;
+    }
+    """
+
+    smooth: reactive[bool] = reactive(False)
+    logy: reactive[bool] = reactive(False)
+
+    def __init__(
+        self,
+        title: str,
+        history: MetricHistory,
+        metrics: Sequence[str] | None = None,
+        best_key: str | None = None,
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.title = title
+        self.history = history
+        self.metrics = tuple(metrics) if metrics is not None else None
+        self.best_key = best_key
+        self._drawn_version = -1
+        self._cached: tuple[tuple[Any, ...], Text] | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(REDRAW_PERIOD, self._refresh_if_changed)
+
+    def _refresh_if_changed(self) -> None:
+        if self.history.version != self._drawn_version:
+            self.refresh()
+
+    def watch_smooth(self) -> None:
+        self.refresh()
+
+    def watch_logy(self) -> None:
+        self.refresh()
+
+    def plotted_names(self) -> list[str]:
+        return list(self.metrics) if self.metrics is not None else self.history.loss_names()
+
+    def best_point(self) -> tuple[float, float] | None:
+        """Return (step, value) of the best value of the marked metric, or None."""
+        if self.best_key is None or self.metrics is None or not self.metrics:
+            return None
+        steps, values = self.history.series(self.metrics[0])
+        finite = np.isfinite(values)
+        if not finite.any():
+            return None
+        index = int(np.argmin(np.where(finite, values, np.inf)))
+        return float(steps[index]), float(values[index])
+
+    def render_text(self, width: int, height: int) -> Text:
+        """Draw the panel into a ``width`` x ``height`` cell box."""
+        names = self.plotted_names()
+        # Braille markers give two points per cell across, so more points would be invisible.
+        series: Series = prepare_series(self.history, names, self.smooth, max_points=max(2 * width, 2))
+        if not any(steps.size for steps, _ in series.values()):
+            return Text(f"{self.title}: waiting for the first logged step…")
+        title = self.title + (" (smoothed)" if self.smooth else "")
+        best = self.best_point()
+        if best is not None:
+            title += f"  best {best[1]:.4g} @ step {best[0]:.0f}"
+        return plots.to_rich_text(draw_lines(series, width, height, title, logy=self.logy, marker=best))
+
+    def render(self) -> Text:
+        width, height = self.content_size.width, self.content_size.height
+        self._drawn_version = self.history.version
+        if width < plots.MIN_WIDTH or height < plots.MIN_HEIGHT:
+            return Text(self.title)
+        key = (self.history.version, width, height, self.smooth, self.logy)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self.render_text(width, height))
+        return self._cached[1]
+
+
+def format_duration(seconds: float | None) -> str:
+    """Format a duration in seconds as ``1h02m``, ``3m05s`` or ``42s``; ``-`` when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

@@ -1,0 +1,231 @@
+"""The live view of one run directory: a status line, the loss panel and the physics-metric panel.
+
+A thread worker follows ``metrics.jsonl`` by offset and ``status.json`` by
+modification time. It puts new rows in a buffer and posts ``MetricsAvailable``;
+pending notifications of the same buffer merge into one (``can_replace``), so a
+fast writer never floods the message queue, and the handler on the UI thread
+drains every buffered row at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from cmsgen.tui.widgets.loss_panel import LossPanel, MetricHistory, format_duration
+from cmsgen.tui.widgets.metrics_tail import METRICS_FILE, STATUS_FILE, MetricsTail, read_status
+
+log = logging.getLogger(__name__)
+
+# Seconds between polls of an active run, and of a run in a final state.
+POLL_PERIOD_ACTIVE = 0.2
+POLL_PERIOD_IDLE = 1.0
+FINAL_STATES = frozenset({"finished", "stopped", "failed"})
+
+
+class RowBuffer:
+    """Rows read by the follower thread and not yet taken by the UI thread."""
+
+    def __init__(self) -> None:
+        self._rows: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+
+    def extend(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._rows.extend(rows)
+
+    def drain(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = list(self._rows)
+            self._rows.clear()
+        return rows
+
+
+def process_alive(pid: object) -> bool:
+    """Return whether a process with this id exists on this machine (an unexpected pid counts as dead)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def estimate_remaining_seconds(status: dict[str, Any], now: float | None = None) -> float | None:
+    """Estimate the seconds left from the run's start time and progress (None before any progress)."""
+    progress = status.get("progress")
+    started = status.get("started")
+    if not isinstance(progress, (int, float)) or not 0 < progress < 1 or not isinstance(started, str):
+        return None
+    try:
+        start = datetime.fromisoformat(started).timestamp()
+    except ValueError:
+        return None
+    elapsed = (time.time() if now is None else now) - start
+    return elapsed * (1 - progress) / progress
+
+
+def describe_status(status: dict[str, Any] | None, last_row: dict[str, Any]) -> str:
+    """Return the one-line summary of a run: state, step, epoch, throughput, ETA and the physics metric."""
+    if status is None:
+        return "No status.json yet: waiting for the run to start."
+    parts = [
+        f"[b]{status.get('name', '?')}[/b]",
+        f"{status.get('model', '?')}/{status.get('feature_set', '?')}",
+        f"[b]{status.get('state', '?')}[/b]",
+        f"step {status.get('step', 0)}/{status.get('total_steps', '?')}",
+        f"epoch {status.get('epoch', 0)}/{status.get('total_epochs', '?')}",
+    ]
+    rate = last_row.get("events_per_second")
+    if isinstance(rate, (int, float)):
+        parts.append(f"{rate:,.0f} ev/s")
+    if status.get("state") == "running":
+        parts.append(f"ETA {format_duration(estimate_remaining_seconds(status))}")
+    best = status.get("best_metric")
+    if isinstance(best, (int, float)):
+        parts.append(f"best w1_mass {best:.4g} @ {status.get('best_step')}")
+    message = status.get("message")
+    line = " · ".join(parts)
+    return f"{line}\n{message}" if message else line
+
+
+class RunMonitor(Vertical):
+    """Follows one run directory and shows its losses and physics metric as they are written."""
+
+    DEFAULT_CSS = """
+    RunMonitor { height: 1fr; }
+    RunMonitor > #run-status { height: auto; max-height: 3; padding: 0 1; }
+    RunMonitor > Horizontal { height: 1fr; }
+    RunMonitor #loss-panel { width: 3fr; }
+    RunMonitor #metric-panel { width: 2fr; }
+    """
+
+    class MetricsAvailable(Message):
+        """New rows, a new status or both, for the run being followed."""
+
+        def __init__(self, buffer: RowBuffer, run_dir: Path, status: dict[str, Any] | None) -> None:
+            super().__init__()
+            self.buffer = buffer
+            self.run_dir = run_dir
+            self.status = status
+
+        def can_replace(self, message: Message) -> bool:
+            # The rows stay in the shared buffer, so dropping a notification loses nothing.
+            return isinstance(message, RunMonitor.MetricsAvailable) and message.buffer is self.buffer
+
+    class StateChanged(Message):
+        """The followed run moved to a new state (running, finished, stopped, failed, crashed)."""
+
+        def __init__(self, run_dir: Path, state: str, status: dict[str, Any]) -> None:
+            super().__init__()
+            self.run_dir = run_dir
+            self.state = state
+            self.status = status
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.history = MetricHistory()
+        self.run_dir: Path | None = None
+        self.status: dict[str, Any] | None = None
+        self._buffer = RowBuffer()
+        self._state: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("No run attached. Start one, or pick one on the Runs screen (4).", id="run-status")
+        with Horizontal():
+            yield LossPanel("Losses", self.history, id="loss-panel")
+            yield LossPanel("w1_mass", self.history, metrics=("w1_mass",), best_key="best_w1_mass", id="metric-panel")
+
+    @property
+    def rows_received(self) -> int:
+        return len(self.history)
+
+    def attach(self, run_dir: Path) -> None:
+        """Follow ``run_dir`` from its first logged step, replacing any run followed before."""
+        self.run_dir = Path(run_dir)
+        self.history = MetricHistory()
+        self._buffer = RowBuffer()
+        self._state = None
+        self.status = None
+        for panel in self.query(LossPanel):
+            panel.history = self.history
+            panel.refresh()
+        self.query_one("#run-status", Static).update(f"Attaching to {self.run_dir}…")
+        log.info("attaching the run monitor to %s", self.run_dir)
+        self._follow(self.run_dir, self._buffer)
+
+    def detach(self) -> None:
+        """Stop following the current run; the run itself keeps going."""
+        self.workers.cancel_group(self, "run-follow")
+        self.run_dir = None
+
+    def set_smoothing(self, smooth: bool) -> None:
+        for panel in self.query(LossPanel):
+            panel.smooth = smooth
+
+    def set_log_scale(self, logy: bool) -> None:
+        for panel in self.query(LossPanel):
+            panel.logy = logy
+
+    @work(thread=True, exclusive=True, group="run-follow", exit_on_error=False, description="follow a run's metrics")
+    def _follow(self, run_dir: Path, buffer: RowBuffer) -> None:
+        worker = get_current_worker()
+        tail = MetricsTail(run_dir / METRICS_FILE)
+        status_path = run_dir / STATUS_FILE
+        status_mtime: float | None = None
+        status: dict[str, Any] | None = None
+        while not worker.is_cancelled:
+            rows = tail.read_new()
+            if rows:
+                buffer.extend(rows)
+
+            status_changed = False
+            try:
+                mtime = status_path.stat().st_mtime
+            except FileNotFoundError:
+                mtime = None
+            if mtime != status_mtime:
+                status_mtime = mtime
+                status = read_status(run_dir)
+                status_changed = True
+            if status is not None and status.get("state") == "running" and not process_alive(status.get("pid")):
+                if status_changed or status.get("state") != "crashed":
+                    status = dict(status, state="crashed", message="The training process ended without writing a final state; see its log in the run directory.")
+                    status_changed = True
+
+            if rows or status_changed:
+                self.post_message(self.MetricsAvailable(buffer, run_dir, status))
+
+            active = status is None or status.get("state") not in FINAL_STATES | {"crashed"}
+            if rows and not tail.at_end:
+                continue  # a long file is read in several batches without waiting
+            time.sleep(POLL_PERIOD_ACTIVE if active else POLL_PERIOD_IDLE)
+
+    def on_run_monitor_metrics_available(self, message: MetricsAvailable) -> None:
+        message.stop()
+        if message.buffer is not self._buffer:
+            return  # a notification from a run followed before
+        self.history.add_rows(message.buffer.drain())
+        if message.status is not None:
+            self.status = message.status
+        self.query_one("#run-status", Static).update(describe_status(self.status, self.history.last_row))
+        state = self.status.get("state") if self.status else None
+        if state is not None and state != self._state:
+            self._state = state
+            self.post_message(self.StateChanged(message.run_dir, str(state), dict(self.status or {})))
