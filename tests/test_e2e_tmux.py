@@ -55,8 +55,8 @@ class Terminal:
     def fill_field(self, focus_key: str, text: str, expected: str, tries: int = 3) -> None:
         """Focus a Train form field by its key, type ``text`` and wait until ``expected`` shows.
 
-        NOTE: a focus key sent right after Escape is sometimes not applied in tmux, and the
-        typed digits then switch screens; the field is then filled again from the Train screen.
+        NOTE: a focus key sent right after Escape is sometimes not applied in tmux. The typed
+        digits then switch screens, so the field is filled again from the Train screen.
         """
         for _ in range(tries):
             if "No run attached" not in self.screen() and "Start" not in self.screen():

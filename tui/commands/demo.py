@@ -1,9 +1,9 @@
 """``cmsgen-tui demo``: the main job on the project's synthetic sample, in the app or headless.
 
 The sample (``cmsgen.engine.sample.write_sample``) is written once into
-``<cache dir>/sample``. Headless, the demo then builds the missing-field report,
-trains a small VAE for a few epochs, validates it and prints a summary of each
-step; without ``--headless`` it opens the app on the sample.
+``<cache dir>/sample``. Without ``--headless`` the demo then opens the app on
+the sample. With it, the demo builds the missing-field report, trains a small
+VAE for a few epochs, validates it and prints a summary of each step.
 """
 
 from __future__ import annotations

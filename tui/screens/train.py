@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PROCESS_LOG = "train-process.log"
-# The trainer creates the run directory itself and rejects an existing one, so the
-# config edited here and the output of a new run's process live in this folder of
-# the runs directory (it has no status.json, so it is never listed as a run).
+# The trainer creates the run directory itself and rejects an existing one. So the
+# config edited here and the output of a new run's process go to this folder of the
+# runs directory, which has no status.json and is never listed as a run.
 LAUNCH_DIR = ".launch"
 
 

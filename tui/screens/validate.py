@@ -1,9 +1,9 @@
 """The Validate screen: validate a run in a worker, read its figures and compare histograms.
 
 ``cmsgen.engine.validation.report.validate_run`` runs in a thread worker that
-posts its progress; the table lists every figure with its real-versus-real
-baseline and a pass/warn/fail mark, and the plot shows the real and generated
-histograms of the variable under the cursor with a ratio panel.
+posts its progress. The table lists every figure with its real-versus-real
+baseline and a pass/warn/fail mark. The plot shows the real and generated
+histograms of the variable under the cursor, with a ratio panel.
 """
 
 from __future__ import annotations

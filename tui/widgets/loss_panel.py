@@ -1,9 +1,9 @@
 """Live line plots of a run's metrics against the training step.
 
-``MetricHistory`` stores the rows of ``metrics.jsonl`` as growing numpy arrays;
+``MetricHistory`` stores the rows of ``metrics.jsonl`` as growing numpy arrays.
 ``LossPanel`` draws a chosen set of its metrics at a bounded rate, thinned to
-the number of points the terminal can show, with optional smoothing and a
-logarithmic y axis.
+the number of points the terminal can show. Smoothing and a logarithmic y axis
+are toggled by keys.
 """
 
 from __future__ import annotations

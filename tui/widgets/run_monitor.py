@@ -205,9 +205,8 @@ class RunMonitor(Vertical):
                 status = read_status(run_dir)
                 status_changed = True
             if status is not None and status.get("state") == "running" and not process_alive(status.get("pid")):
-                if status_changed or status.get("state") != "crashed":
-                    status = dict(status, state="crashed", message="The training process ended without writing a final state; see its log in the run directory.")
-                    status_changed = True
+                status = dict(status, state="crashed", message="The training process ended without writing a final state; see its output log.")
+                status_changed = True
 
             if rows or status_changed:
                 self.post_message(self.MetricsAvailable(buffer, run_dir, status))
