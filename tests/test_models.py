@@ -206,7 +206,7 @@ def test_gan_generator_updates_every_n_critic(batches: torch.Tensor) -> None:
     history = train(model, batches, 7, 1e-3)
     generator_losses = [step["loss_generator"] for step in history]
 
-    # Steps 0, 3 and 6 update the generator; the steps between repeat the latest value.
+    # Steps 0, 3 and 6 update the generator, and the steps between repeat the latest value.
     assert generator_losses[1] == generator_losses[0]
     assert generator_losses[2] == generator_losses[0]
     assert generator_losses[3] != generator_losses[2]

@@ -13,7 +13,7 @@ from cmsgen.engine.errors import ConfigError, NoEventsError
 from cmsgen.engine.features import FeatureTable, load_features
 from cmsgen.engine.features.preprocessing import Preprocessing, make_dimuon_mass_function, wrap_phi
 
-# float32 keeps about 7 significant digits; log(pt) and standardisation cost a little more.
+# float32 keeps about 7 significant digits, and log(pt) and standardisation cost a little more.
 FLOAT32_RTOL = 2e-5
 FLOAT32_ATOL = 2e-5
 
@@ -106,7 +106,7 @@ def test_leading_phi_rotation_is_uniform(pipe: Preprocessing) -> None:
 
 
 def test_back_to_back_pairs_centred(zmumu: FeatureTable, pipe: Preprocessing) -> None:
-    # Z -> mu mu pairs are nearly back to back, so raw delta-phi piles up at +-pi; the fitted
+    # Z -> mu mu pairs are nearly back to back, so raw delta-phi piles up at +-pi. The fitted
     # offset moves that pile to the middle of the wrapped range.
     assert abs(abs(pipe.phi_offsets["mu2_phi"]) - np.pi) < 0.3
     z = pipe.transform(zmumu.values, np.random.default_rng(0))

@@ -4,7 +4,7 @@ The pipeline maps physical features (GeV, radians, discrete charges) to a float3
 generative models train on, and back:
 
 1. ``pt`` columns: natural logarithm (so pt stays positive after inversion).
-2. ``phi`` columns: the first ``phi`` column (the leading object's) is dropped, and every other
+2. ``phi`` columns: the first ``phi`` column (the leading object's) is dropped. Every other
    ``phi`` becomes its difference to it, wrapped to [-pi, pi) and centred on its circular mean on
    the training split, so that back-to-back pairs do not sit on the wrap boundary. The inverse
    draws a uniform global rotation for the leading phi and wraps every phi to [-pi, pi).
@@ -104,7 +104,7 @@ class Preprocessing:
 
         Raises:
             ConfigError: Columns, kinds and allowed values do not match.
-            NoEventsError: ``x`` is empty or holds values the pipeline cannot transform.
+            NoEventsError: ``x`` is empty or contains values the pipeline cannot transform.
         """
         columns = tuple(str(c) for c in columns)
         kinds = tuple(str(k) for k in kinds)
@@ -166,7 +166,7 @@ class Preprocessing:
     def transform(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Map physical features float [n, d] to standardised model inputs float32 [n, output_dim].
 
-        ``rng`` draws the dequantisation noise; None uses a generator seeded with ``self.seed``.
+        ``rng`` draws the dequantisation noise. With None, a generator seeded with ``self.seed`` does.
         """
         x = _as_matrix(x, self.columns)
         self._check_values(x)
@@ -177,8 +177,8 @@ class Preprocessing:
     def inverse(self, z: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Map model outputs float [n, output_dim] back to physical features float64 [n, d].
 
-        ``rng`` draws the global rotation of the leading phi; None uses a generator seeded with
-        ``self.seed``. Every phi ends in [-pi, pi) and every discrete value in its allowed set.
+        ``rng`` draws the global rotation of the leading phi. With None, a generator seeded with
+        ``self.seed`` does. Every phi ends in [-pi, pi) and every discrete value in its allowed set.
         """
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 2 or z.shape[1] != self.output_dim:
@@ -229,7 +229,7 @@ class Preprocessing:
     # ------------------------------------------------------------------ serialisation
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable description; :meth:`from_dict` rebuilds it exactly."""
+        """Return a JSON-serialisable description that :meth:`from_dict` rebuilds exactly."""
         return {
             "format": PREPROCESSING_FORMAT,
             "columns": list(self.columns),
@@ -252,8 +252,8 @@ class Preprocessing:
         """
         if data.get("format") != PREPROCESSING_FORMAT:
             raise ConfigError(
-                f"unsupported preprocessing format {data.get('format')!r}: expected {PREPROCESSING_FORMAT!r}; "
-                "refit the preprocessing with this version of cmsgen"
+                f"unsupported preprocessing format {data.get('format')!r} (expected {PREPROCESSING_FORMAT!r}). "
+                "Refit the preprocessing with this version of cmsgen."
             )
         try:
             pipe = cls(
@@ -268,12 +268,12 @@ class Preprocessing:
                 seed=int(data["seed"]),
             )
         except KeyError as error:
-            raise ConfigError(f"saved preprocessing is missing the key {error.args[0]!r}; refit the preprocessing") from None
+            raise ConfigError(f"saved preprocessing is missing the key {error.args[0]!r}. Refit the preprocessing.") from None
         _check_layout(pipe.columns, pipe.kinds, pipe.discrete_values)
         if len(pipe.mean) != pipe.output_dim or len(pipe.std) != pipe.output_dim:
             raise ConfigError(
                 f"saved preprocessing has {len(pipe.mean)} means and {len(pipe.std)} standard deviations "
-                f"for {pipe.output_dim} output columns; refit the preprocessing"
+                f"for {pipe.output_dim} output columns. Refit the preprocessing."
             )
         return pipe
 
@@ -302,14 +302,14 @@ class Preprocessing:
         if bad.any():
             j = int(np.nonzero(bad.any(axis=0))[0][0])
             raise NoEventsError(
-                f"column {self.columns[j]!r} has {int(bad[:, j].sum())} NaN or infinite values; "
-                "drop those events before training"
+                f"column {self.columns[j]!r} has {int(bad[:, j].sum())} NaN or infinite values. "
+                "Drop those events before training."
             )
         for j, (name, kind) in enumerate(zip(self.columns, self.kinds)):
             if kind == "pt" and (x[:, j] <= 0).any():
                 raise NoEventsError(
                     f"pt column {name!r} has {int((x[:, j] <= 0).sum())} values <= 0 GeV, but the log transform "
-                    "needs positive pt: select events with pt > 0"
+                    "needs positive pt. Select events with pt > 0."
                 )
             if kind == "discrete":
                 allowed = np.asarray(self.discrete_values[name])
@@ -317,7 +317,7 @@ class Preprocessing:
                 if outside.any():
                     raise NoEventsError(
                         f"discrete column {name!r} has {int(outside.sum())} values outside the allowed set "
-                        f"{list(self.discrete_values[name])}, for example {x[outside, j][0]!r}; select events with allowed values"
+                        f"{list(self.discrete_values[name])}, for example {x[outside, j][0]!r}. Select events with allowed values."
                     )
 
 
@@ -344,7 +344,7 @@ def make_dimuon_mass_function(
     if missing:
         raise ConfigError(
             f"cannot build the invariant mass: columns {missing} are missing from the feature set "
-            f"(columns: {list(pipe.columns)}); use a two-object feature set such as 'dimuon'"
+            f"(columns: {list(pipe.columns)}). Use a two-object feature set such as 'dimuon'."
         )
     index = [pipe.columns.index(c) for c in needed]
     mass_index = [pipe.columns.index(f"{p}_mass") if f"{p}_mass" in pipe.columns else None for p in prefixes]
@@ -372,14 +372,14 @@ def make_dimuon_mass_function(
 def _check_layout(columns: tuple[str, ...], kinds: tuple[str, ...], discrete: Mapping[str, Sequence[float]]) -> None:
     """Raise ConfigError when columns, kinds and allowed discrete values do not match."""
     if len(columns) != len(kinds):
-        raise ConfigError(f"got {len(columns)} columns but {len(kinds)} kinds; give one kind per column")
+        raise ConfigError(f"got {len(columns)} columns but {len(kinds)} kinds. Give one kind per column.")
     if len(set(columns)) != len(columns):
         raise ConfigError(f"column names must be unique, got {list(columns)}")
     for name, kind in zip(columns, kinds):
         if kind not in KNOWN_KINDS:
-            raise ConfigError(f"column {name!r} has unknown kind {kind!r}; allowed kinds: {', '.join(KNOWN_KINDS)}")
+            raise ConfigError(f"column {name!r} has unknown kind {kind!r} (allowed kinds: {', '.join(KNOWN_KINDS)})")
         if kind == "discrete" and not discrete.get(name):
-            raise ConfigError(f"discrete column {name!r} has no allowed values; pass them in discrete_values")
+            raise ConfigError(f"discrete column {name!r} has no allowed values. Pass them in discrete_values.")
         if kind == "discrete" and not all(math.isfinite(v) for v in discrete[name]):
             raise ConfigError(f"discrete column {name!r} has non-finite allowed values {list(discrete[name])}")
 

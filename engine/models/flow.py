@@ -15,7 +15,7 @@ class SplineFlow(GenerativeModel):
 
     Training minimises the negative log-likelihood :math:`-E[\log p_\theta(x)]`. With
     ``autoregressive = false`` each transform is a coupling layer (zuko's ``passes=2``), so
-    sampling inverts each transform in one pass; fully autoregressive transforms are more
+    sampling inverts each transform in one pass. Fully autoregressive transforms are more
     expressive but need ``dim`` passes per transform to sample. Splines act on [-5, 5] and are
     the identity outside it, which suits standardised inputs.
 

@@ -101,8 +101,8 @@ class WGANGP(GenerativeModel):
             raise RuntimeError("call configure_optimizers before training_step")
         if self.mmd_weight > 0 and self._mass_function is None:
             raise ConfigError(
-                f"gan hyperparameter 'mmd_weight' is {self.mmd_weight} but this feature set has no invariant mass; "
-                "set mmd_weight = 0"
+                f"gan hyperparameter 'mmd_weight' is {self.mmd_weight} but this feature set has no invariant mass. "
+                "Set mmd_weight = 0."
             )
         critic_optimizer, generator_optimizer = self.optimizers
         size = batch.shape[0]
