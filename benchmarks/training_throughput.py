@@ -11,14 +11,17 @@ model family, network and batch size, in one process:
 
 It prints events/s and the ratios a/b (aim >= 0.9) and a/c (aim >= 1.2).
 
+The three variants alternate over ``--rounds`` rounds and the medians are compared.
+
 Usage:
     python benchmarks/training_throughput.py [--family gan] [--steps 400] [--batch-size 256]
-        [--device auto] [--data PATH]
+        [--device auto] [--data PATH] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -120,6 +123,9 @@ def dataloader_rate(x: object, family: str, steps: int, batch_size: int, device:
 
     model = new_model(family, x.shape[1], device)
     loader = DataLoader(TensorDataset(x.cpu()), batch_size=batch_size, shuffle=True, drop_last=True)
+    warm_up = x[:batch_size].contiguous()
+    for step in range(5):
+        model.training_step(warm_up, step)
     done = 0
     synchronize(device)
     start = time.perf_counter()
@@ -140,6 +146,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three variants; medians are printed")
     args = parser.parse_args()
 
     import torch
@@ -150,19 +157,31 @@ def main() -> None:
     print(f"family {args.family}, batch size {args.batch_size}, {args.steps} steps, device {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
 
-    with tempfile.TemporaryDirectory() as folder:
-        loop, whole, batch_size = trainer_rate(args.data, args.family, args.steps, args.batch_size, args.device, Path(folder))
+    # The variants alternate over several rounds and the medians are compared, so that a change
+    # in machine load during the run affects every variant alike.
     x = prepared_tensor(args.data, device)
-    bound = bound_rate(x, args.family, args.steps, batch_size, device)
-    loader = dataloader_rate(x, args.family, args.steps, batch_size, device)
+    loops, wholes, bounds, loaders = [], [], [], []
+    for round_number in range(1, args.rounds + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            loop, whole, batch_size = trainer_rate(
+                args.data, args.family, args.steps, args.batch_size, args.device, Path(folder)
+            )
+        bound = bound_rate(x, args.family, args.steps, batch_size, device)
+        loader = dataloader_rate(x, args.family, args.steps, batch_size, device)
+        print(f"round {round_number}: a {loop:.0f}, whole run {whole:.0f}, b {bound:.0f}, c {loader:.0f} events/s")
+        loops.append(loop)
+        wholes.append(whole)
+        bounds.append(bound)
+        loaders.append(loader)
 
+    loop, whole, bound, loader = (statistics.median(v) for v in (loops, wholes, bounds, loaders))
+    print(f"medians over {args.rounds} rounds:")
     print(f"(a) trainer loop          {loop:12.0f} events/s")
     print(f"    trainer, whole run    {whole:12.0f} events/s  (with the per-epoch metric and checkpoints)")
     print(f"(b) bound, one batch      {bound:12.0f} events/s")
     print(f"(c) DataLoader loop       {loader:12.0f} events/s")
     print(f"a/b = {loop / bound:.2f} (aim >= 0.9)   a/c = {loop / loader:.2f} (aim >= 1.2)")
     print(f"whole run / b = {whole / bound:.2f}   whole run / c = {whole / loader:.2f}")
-
 
 if __name__ == "__main__":
     main()

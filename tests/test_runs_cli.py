@@ -209,3 +209,29 @@ def test_generate_bad_input(
     assert done.exit_code == code
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_train_nan_loss_exit_6(tmp_path: Path, cms_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process, so that the model's step can be replaced by one that returns a NaN loss.
+    from typer.testing import CliRunner
+
+    from cmsgen.engine.models.flow import SplineFlow
+    from cmsgen.tui.cli import app
+
+    real_step = SplineFlow.training_step
+
+    def step_with_nan(self: SplineFlow, batch: torch.Tensor, step: int) -> dict[str, float]:
+        losses = real_step(self, batch, step)
+        return {**losses, "nll": float("nan")} if step == 3 else losses
+
+    monkeypatch.setattr(SplineFlow, "training_step", step_with_nan)
+    config = write_flow_config(tmp_path, cms_data / RNTUPLE_2012, epochs=2)
+    monkeypatch.chdir(tmp_path)
+
+    done = CliRunner().invoke(app, ["train", str(config), "--name", "nan"])
+
+    assert done.exit_code == 6
+    assert done.stderr.count("\n") == 1
+    assert "nll = nan at step 4 is not finite" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert RunDirectory(tmp_path / "runs" / "nan").status()["state"] == "failed"

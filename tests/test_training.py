@@ -147,6 +147,18 @@ def test_config_overrides_validated(tmp_path: Path) -> None:
         config.with_overrides(epochs=0)
 
 
+@pytest.mark.parametrize("name", ["gan_zmumu_2010", "vae_zmumu_2011", "flow_doublemu_2012"])
+def test_sample_config_loads(shared_data: Path, name: str) -> None:
+    # The configs name ../../shared/data relative to themselves, the checkout's default data folder.
+    path = Path(__file__).resolve().parents[1] / "sample_configs" / f"{name}.toml"
+
+    config = load_config(path)
+
+    assert config.model.family == name.split("_")[0]
+    for data_path in config.data.paths:
+        assert Path(data_path).is_file(), data_path
+
+
 # ---------------------------------------------------------------------- splits
 
 

@@ -36,7 +36,10 @@ def utc_now() -> str:
 
 
 def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace``.
+
+    NaN and infinite floats raise ``ValueError``, because standard JSON has no such values.
+    """
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         temporary.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
