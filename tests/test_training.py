@@ -291,13 +291,15 @@ def test_list_runs_finds_run(finished_flow_run: RunDirectory) -> None:
 # ---------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("family", ["gan", "vae"])
-def test_resume_equals_uninterrupted(tmp_path: Path, cms_data: Path, family: str) -> None:
-    # Step 10 must fall inside the first epoch, so the resume has to redraw that epoch's
-    # permutation and skip its first ten batches. It is also a multiple of the GAN's n_critic.
-    assert steps_per_epoch(cms_data / CSV_2011, 256) > 10
+@pytest.mark.parametrize(("family", "stop_step"), [("gan", 10), ("vae", 10), ("gan", 7)])
+def test_resume_equals_uninterrupted(tmp_path: Path, cms_data: Path, family: str, stop_step: int) -> None:
+    # The stop step must fall inside the first epoch, so the resume has to redraw that epoch's
+    # permutation and skip its first batches. Step 7 is not a multiple of the GAN's n_critic (5),
+    # so the resume starts between two generator updates.
+    assert steps_per_epoch(cms_data / CSV_2011, 256) > stop_step
+    # Log every step, so that the callback sees the stop step.
     config_path = write_config(
-        tmp_path, cms_data / CSV_2011, family, epochs=2, batch_size=256, scheduler="cosine", device="cpu"
+        tmp_path, cms_data / CSV_2011, family, epochs=2, batch_size=256, scheduler="cosine", device="cpu", log_every=1
     )
     config = load_config(config_path)
     runs_dir = tmp_path / "runs"
@@ -306,14 +308,14 @@ def test_resume_equals_uninterrupted(tmp_path: Path, cms_data: Path, family: str
 
     interrupted = start_run(config, runs_dir=runs_dir, name="parts")
 
-    def stop_at_step_ten(update: Progress) -> None:
-        if update.kind == "step" and update.record["step"] == 10:
+    def stop_at_step(update: Progress) -> None:
+        if update.kind == "step" and update.record["step"] == stop_step:
             interrupted.request_stop("test stop")
 
-    interrupted.callback = stop_at_step_ten
+    interrupted.callback = stop_at_step
     first_part = interrupted.run()
     assert first_part.state == "stopped"
-    assert first_part.step == 10
+    assert first_part.step == stop_step
     assert interrupted.run_dir.status()["state"] == "stopped"
 
     second_part = resume_run(interrupted.run_dir.path).run()

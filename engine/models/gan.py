@@ -80,7 +80,9 @@ class WGANGP(GenerativeModel):
         self.critic = zuko.nn.MLP(dim, 1, hp["critic_features"], activation=lambda: nn.LeakyReLU(0.2))
         self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(hp["ema_decay"]))
 
-        self._last_generator_losses: torch.Tensor | None = None
+        # Generator loss and MMD of the latest generator update, reported on the critic-only
+        # steps between updates. A persistent buffer, so a resumed run reports the same values.
+        self.register_buffer("last_generator_losses", torch.zeros(2))
 
     def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> list[torch.optim.Optimizer]:
         """Create Adam optimizers for the critic and the generator (in that order)."""
@@ -120,7 +122,7 @@ class WGANGP(GenerativeModel):
         grad_norm = clip_and_step(critic_optimizer, loss_critic, list(self.critic.parameters()), self.grad_clip)
 
         # Generator step, with the critic frozen so its gradients stay untouched.
-        if step % self.n_critic == 0 or self._last_generator_losses is None:
+        if step % self.n_critic == 0:
             self.critic.requires_grad_(False)
             fake = self.generator(self._noise((size, self.latent_dim), None))
             loss_generator = -self.critic(fake).mean()
@@ -131,12 +133,12 @@ class WGANGP(GenerativeModel):
             clip_and_step(generator_optimizer, loss_generator, list(self.generator.parameters()), self.grad_clip)
             self.critic.requires_grad_(True)
             self.generator_ema.update_parameters(self.generator)
-            self._last_generator_losses = torch.stack([loss_generator.detach(), mmd.detach()])
+            self.last_generator_losses.copy_(torch.stack([loss_generator.detach(), mmd.detach()]))
 
         values = torch.cat(
             [
                 torch.stack([loss_critic.detach(), penalty.detach(), wasserstein.detach(), grad_norm.detach()]),
-                self._last_generator_losses,
+                self.last_generator_losses,
             ]
         ).tolist()
         losses = {
