@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import vector
 
 from cmsgen.engine.errors import ConfigError
+from cmsgen.engine.features.sets import group_object_columns
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,6 @@ COLLECTION_NAMES = {
 DEFAULT_MASSES = {"Muon": 0.1056583755, "Electron": 0.51099895e-3, "Photon": 0.0, "Tau": 1.77693}
 CHARGED = ("Muon", "Electron", "Tau")
 
-_OBJECT_COLUMN = re.compile(r"^([A-Za-z]+?)(\d+)_(pt|eta|phi|mass|charge)$")
-
-
 @dataclass
 class ObjectColumns:
     """The columns of one reconstructed object, e.g. the second muon (``mu2_*``)."""
@@ -65,22 +62,21 @@ class ObjectColumns:
     indices: dict[str, int] = field(default_factory=dict)
 
 
+OUTPUT_FIELDS = ("pt", "eta", "phi", "mass", "charge")
+
+
 def parse_objects(columns: Sequence[str]) -> list[ObjectColumns]:
     """Group ``<prefix><n>_<field>`` columns into objects, ordered by collection and number.
 
     Only objects with ``pt``, ``eta`` and ``phi`` columns are returned.
     """
-    objects: dict[tuple[str, int], ObjectColumns] = {}
-    for index, name in enumerate(columns):
-        match = _OBJECT_COLUMN.match(name)
-        if match is None:
-            continue
-        prefix, number, field_name = match.group(1), int(match.group(2)), match.group(3)
-        collection = COLLECTION_NAMES.get(prefix.lower(), prefix.capitalize())
-        entry = objects.setdefault((collection, number), ObjectColumns(collection, number))
-        entry.indices[field_name] = index
-    complete = [o for o in objects.values() if {"pt", "eta", "phi"} <= set(o.indices)]
-    return sorted(complete, key=lambda o: (o.collection, o.number))
+    objects = []
+    for item in group_object_columns(columns):
+        collection = COLLECTION_NAMES.get(item.prefix.lower(), item.prefix.capitalize())
+        indices = {name: index for name, index in item.indices.items() if name in OUTPUT_FIELDS}
+        if {"pt", "eta", "phi"} <= set(indices):
+            objects.append(ObjectColumns(collection, item.number, indices))
+    return sorted(objects, key=lambda o: (o.collection, o.number))
 
 
 def _masses(x: np.ndarray, obj: ObjectColumns) -> np.ndarray:

@@ -187,12 +187,22 @@ def _sample_masses(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(is_continuum, continuum, z_mass)
 
 
-def _decay_to_muons(rng: np.random.Generator, mass: np.ndarray) -> tuple[vector.MomentumNumpy4D, vector.MomentumNumpy4D]:
-    """Return the lab four-momenta of both muons for pairs of the given masses [n] GeV."""
+def decay_to_muons(
+    rng: np.random.Generator,
+    mass: np.ndarray,
+    pair_pt_mean: float = PAIR_PT_MEAN,
+    rapidity_sigma: float = RAPIDITY_SIGMA,
+) -> tuple[vector.MomentumNumpy4D, vector.MomentumNumpy4D]:
+    """Return the lab four-momenta of both muons for pairs of the given masses [n] GeV.
+
+    The pair pt is exponential with mean ``pair_pt_mean`` (GeV), the pair
+    rapidity Gaussian with width ``rapidity_sigma``, and the decay isotropic
+    in the pair rest frame.
+    """
     n = len(mass)
-    pair_pt = rng.exponential(PAIR_PT_MEAN, n)
+    pair_pt = rng.exponential(pair_pt_mean, n)
     pair_phi = rng.uniform(-np.pi, np.pi, n)
-    rapidity = rng.normal(0.0, RAPIDITY_SIGMA, n)
+    rapidity = rng.normal(0.0, rapidity_sigma, n)
     # vector has no rapidity coordinate, so pz and E follow from the transverse mass.
     transverse_mass = np.sqrt(mass**2 + pair_pt**2)
     pair = vector.array(
@@ -230,7 +240,7 @@ def _smear(rng: np.random.Generator, pt: np.ndarray, eta: np.ndarray, phi: np.nd
 
 def _generate_candidates(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Generate n dimuon candidates and return the accepted ones as [m, 2] muon arrays."""
-    first, second = _decay_to_muons(rng, _sample_masses(rng, n))
+    first, second = decay_to_muons(rng, _sample_masses(rng, n))
     pt = np.stack([first.pt, second.pt], axis=1)
     eta = np.stack([first.eta, second.eta], axis=1)
     phi = np.stack([first.phi, second.phi], axis=1)

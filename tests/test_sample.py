@@ -141,7 +141,7 @@ def test_defect_free_file_is_clean(sample: SampleManifest) -> None:
 def test_same_seed_same_files(tmp_path: Path) -> None:
     first = write_sample(tmp_path / "a", n_events=500, seed=3, layouts=("csv_pairs", "nanoaod"), n_files=2)
     second = write_sample(tmp_path / "b", n_events=500, seed=3, layouts=("csv_pairs", "nanoaod"), n_files=2)
-    third = write_sample(tmp_path / "c", n_events=500, seed=4, layouts=("csv_pairs", "nanoaod"), n_files=2)
+    write_sample(tmp_path / "c", n_events=500, seed=4, layouts=("csv_pairs", "nanoaod"), n_files=2)
     assert first.to_dict() == second.to_dict()
     csv_a = (tmp_path / "a/csv_pairs/dimuon_0.csv").read_bytes()
     assert csv_a == (tmp_path / "b/csv_pairs/dimuon_0.csv").read_bytes()

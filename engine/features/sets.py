@@ -7,6 +7,8 @@ from such a matrix, so real and generated events are treated the same way.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +195,34 @@ class FeatureSet:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "columns": list(self.columns), "kinds": list(self.kinds), "options": dict(self.options)}
+
+
+# Feature sets name per-object columns ``<prefix><number>_<field>``, such as ``mu2_pt``.
+OBJECT_COLUMN = re.compile(r"^(?P<prefix>[A-Za-z]+?)(?P<number>\d+)_(?P<field>\w+)$")
+
+
+@dataclass
+class ObjectColumns:
+    """Column positions of one object in a feature matrix, such as the second muon (``mu2_*``)."""
+
+    prefix: str
+    number: int
+    indices: dict[str, int] = field(default_factory=dict)
+
+
+def group_object_columns(columns: Sequence[str]) -> list[ObjectColumns]:
+    """Group ``<prefix><number>_<field>`` columns into objects, sorted by prefix and number.
+
+    Columns that name no object, such as ``charge_product``, are left out.
+    """
+    objects: dict[tuple[str, int], ObjectColumns] = {}
+    for position, name in enumerate(columns):
+        match = OBJECT_COLUMN.match(name)
+        if match is None:
+            continue
+        key = (match["prefix"], int(match["number"]))
+        objects.setdefault(key, ObjectColumns(*key)).indices[match["field"]] = position
+    return sorted(objects.values(), key=lambda item: (item.prefix, item.number))
 
 
 FEATURE_SET_NAMES = ("dimuon", "leading-objects")

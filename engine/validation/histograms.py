@@ -7,7 +7,7 @@ the JSON report and the binned tests share one binning.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,14 +236,14 @@ def compare_histograms(
     )
 
 
-def histogram_comparison_from_dict(data: dict[str, Any]) -> HistogramComparison:
+def histogram_comparison_from_dict(data: Mapping[str, Any]) -> HistogramComparison:
     """Rebuild a :class:`HistogramComparison` from :meth:`HistogramComparison.to_dict` output (for example from ``validation.json``)."""
 
     def array(key: str) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in data[key]], dtype=np.float64)
 
     return HistogramComparison(
-        name=str(data["name"]),
+        name=str(data.get("name", "")),
         edges=np.asarray(data["edges"], dtype=np.float64),
         real=array("real"),
         generated=array("generated"),

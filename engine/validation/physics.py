@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +20,8 @@ import scipy.optimize
 import scipy.special
 import vector
 
+from cmsgen.engine.features.sets import ObjectColumns, group_object_columns
+from cmsgen.engine.sample import decay_to_muons
 from cmsgen.engine.validation.histograms import Z_MASS_RANGE
 from cmsgen.engine.validation.univariate import finite_or_none
 
@@ -224,28 +225,6 @@ class PhysicalityCheck:
         return data
 
 
-_OBJECT_COLUMN = re.compile(r"^(?P<collection>[A-Za-z]+?)(?P<index>\d+)_(?P<field>\w+)$")
-
-
-@dataclass
-class _ObjectColumns:
-    collection: str
-    index: int
-    fields: dict[str, int] = field(default_factory=dict)
-
-
-def _group_object_columns(columns: Sequence[str]) -> list[_ObjectColumns]:
-    """Group columns named like ``mu1_pt`` into objects (collection ``mu``, index 1, field ``pt``)."""
-    objects: dict[tuple[str, int], _ObjectColumns] = {}
-    for position, name in enumerate(columns):
-        match = _OBJECT_COLUMN.match(name)
-        if not match:
-            continue
-        key = (match["collection"], int(match["index"]))
-        objects.setdefault(key, _ObjectColumns(key[0], key[1])).fields[match["field"]] = position
-    return sorted(objects.values(), key=lambda item: (item.collection, item.index))
-
-
 def _discrete_values(feature_set: FeatureSetLike, column: str) -> tuple[float, ...] | None:
     allowed: Mapping[str, Sequence[float]] = getattr(feature_set, "discrete_values", None) or {}
     if column in allowed:
@@ -303,7 +282,7 @@ def physicality_checks(
             failed |= ~(distance <= PHYSICALITY_TOLERANCE)
         add("allowed_values", "discrete features (charges) take an allowed value", [columns[i] for i, _ in discrete], failed)
 
-    objects = _group_object_columns(columns)
+    objects = group_object_columns(columns)
     _add_object_checks(x, columns, objects, add)
 
     if observables is not None and "mass" in observables:
@@ -315,51 +294,51 @@ def physicality_checks(
 def _add_object_checks(
     x: np.ndarray,
     columns: list[str],
-    objects: list[_ObjectColumns],
+    objects: list[ObjectColumns],
     add: Callable[[str, str, list[str], np.ndarray], None],
 ) -> None:
     """Add the per-object checks (mass, energy, pt ordering) of :func:`physicality_checks`."""
     n_events = len(x)
-    with_mass = [item for item in objects if "mass" in item.fields]
+    with_mass = [item for item in objects if "mass" in item.indices]
     if with_mass:
         failed = np.zeros(n_events, dtype=bool)
         for item in with_mass:
-            failed |= ~(x[:, item.fields["mass"]] >= -PHYSICALITY_TOLERANCE)
-        add("mass_nonnegative", "object mass >= 0 (mass^2 >= 0)", [columns[i.fields["mass"]] for i in with_mass], failed)
+            failed |= ~(x[:, item.indices["mass"]] >= -PHYSICALITY_TOLERANCE)
+        add("mass_nonnegative", "object mass >= 0 (mass^2 >= 0)", [columns[i.indices["mass"]] for i in with_mass], failed)
 
     energy_objects = [
-        item for item in objects if "pt" in item.fields and ("energy" in item.fields or {"eta", "mass"} <= item.fields.keys())
+        item for item in objects if "pt" in item.indices and ("energy" in item.indices or {"eta", "mass"} <= item.indices.keys())
     ]
     if energy_objects:
         failed = np.zeros(n_events, dtype=bool)
         used: list[str] = []
         for item in energy_objects:
-            pt = x[:, item.fields["pt"]]
-            if "energy" in item.fields:
-                energy = x[:, item.fields["energy"]]
-                used += [columns[item.fields["pt"]], columns[item.fields["energy"]]]
+            pt = x[:, item.indices["pt"]]
+            if "energy" in item.indices:
+                energy = x[:, item.indices["energy"]]
+                used += [columns[item.indices["pt"]], columns[item.indices["energy"]]]
             else:
-                phi = x[:, item.fields["phi"]] if "phi" in item.fields else np.zeros(n_events)
+                phi = x[:, item.indices["phi"]] if "phi" in item.indices else np.zeros(n_events)
                 four_vectors = vector.array(
-                    {"pt": pt, "eta": x[:, item.fields["eta"]], "phi": phi, "mass": x[:, item.fields["mass"]]}
+                    {"pt": pt, "eta": x[:, item.indices["eta"]], "phi": phi, "mass": x[:, item.indices["mass"]]}
                 )
                 energy = np.asarray(four_vectors.E, dtype=np.float64)
-                used += [columns[item.fields[name]] for name in ("pt", "eta", "mass")]
+                used += [columns[item.indices[name]] for name in ("pt", "eta", "mass")]
             failed |= ~(energy >= pt * (1.0 - PHYSICALITY_TOLERANCE))
         add("energy_above_pt", "E >= pt", used, failed)
 
-    by_collection: dict[str, list[_ObjectColumns]] = {}
+    by_collection: dict[str, list[ObjectColumns]] = {}
     for item in objects:
-        if "pt" in item.fields:
-            by_collection.setdefault(item.collection, []).append(item)
+        if "pt" in item.indices:
+            by_collection.setdefault(item.prefix, []).append(item)
     ordered = [items for items in by_collection.values() if len(items) > 1]
     if ordered:
         failed = np.zeros(n_events, dtype=bool)
         used = []
         for items in ordered:
             for first, second in zip(items[:-1], items[1:]):
-                failed |= ~(x[:, first.fields["pt"]] >= x[:, second.fields["pt"]] * (1.0 - PHYSICALITY_TOLERANCE))
-            used += [columns[item.fields["pt"]] for item in items]
+                failed |= ~(x[:, first.indices["pt"]] >= x[:, second.indices["pt"]] * (1.0 - PHYSICALITY_TOLERANCE))
+            used += [columns[item.indices["pt"]] for item in items]
         add("pt_ordering", "leading objects are ordered by decreasing pt", used, failed)
 
 
@@ -390,35 +369,7 @@ def toy_dimuon_events(
     rng = np.random.default_rng(seed)
     pair_mass = mass + gamma * rng.standard_cauchy(n)
     pair_mass = np.clip(pair_mass, 2.0 * MUON_MASS + 1.0, None)
-    pair_pt = rng.exponential(pair_pt_scale, n)
-    pair_rapidity = rng.normal(0.0, rapidity_width, n)
-    pair_phi = rng.uniform(-math.pi, math.pi, n)
-    transverse_mass = np.sqrt(pair_mass**2 + pair_pt**2)
-    pair = vector.array(
-        {
-            "px": pair_pt * np.cos(pair_phi),
-            "py": pair_pt * np.sin(pair_phi),
-            "pz": transverse_mass * np.sinh(pair_rapidity),
-            "E": transverse_mass * np.cosh(pair_rapidity),
-        }
-    )
-    momentum = np.sqrt(np.maximum(pair_mass**2 / 4.0 - MUON_MASS**2, 0.0))
-    cos_theta = rng.uniform(-1.0, 1.0, n)
-    sin_theta = np.sqrt(1.0 - cos_theta**2)
-    azimuth = rng.uniform(-math.pi, math.pi, n)
-    direction = (sin_theta * np.cos(azimuth), sin_theta * np.sin(azimuth), cos_theta)
-    energy = np.sqrt(momentum**2 + MUON_MASS**2)
-    muons = []
-    for sign in (1.0, -1.0):
-        rest = vector.array(
-            {
-                "px": sign * momentum * direction[0],
-                "py": sign * momentum * direction[1],
-                "pz": sign * momentum * direction[2],
-                "E": energy,
-            }
-        )
-        muons.append(rest.boost_p4(pair))
+    muons = decay_to_muons(rng, pair_mass, pair_pt_mean=pair_pt_scale, rapidity_sigma=rapidity_width)
     pt = np.stack([np.asarray(m.pt) for m in muons], axis=1) * (1.0 + resolution * rng.standard_normal((n, 2)))
     eta = np.stack([np.asarray(m.eta) for m in muons], axis=1)
     phi = np.stack([np.asarray(m.phi) for m in muons], axis=1)

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 
 from cmsgen.tui.widgets.metrics_tail import find_run_dirs
 from cmsgen.tui import plots
-from cmsgen.tui.widgets.plot_view import PlotView, comparison_from_dict
+from cmsgen.tui.widgets.plot_view import PlotView
 
 log = logging.getLogger(__name__)
 
@@ -236,5 +236,7 @@ class ValidateScreen(Screen[None]):
             plot.show_message("This figure has no histogram: move the cursor to a feature or observable.")
             return
         variable = self.report["univariate"][index]
-        comparison = comparison_from_dict(variable["histogram"])
+        from cmsgen.engine.validation.histograms import histogram_comparison_from_dict
+
+        comparison = histogram_comparison_from_dict(variable["histogram"])
         plot.renderer = lambda width, height: plots.render_comparison(comparison, width, height)

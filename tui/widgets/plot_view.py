@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from rich.text import Text
@@ -36,28 +35,6 @@ def draw_lines(
 ) -> str:
     """Draw named lines into a ``width`` x ``height`` cell box; ``marker`` is an (x, y) point drawn on top."""
     return plots.render_lines(series, width, height, title, logy=logy, marker=marker)
-
-
-def comparison_from_dict(histogram: Mapping[str, Any]) -> Any:
-    """Rebuild a ``HistogramComparison`` from its ``to_dict()`` form (None becomes NaN)."""
-    from cmsgen.engine.validation.histograms import HistogramComparison
-
-    def array(key: str) -> np.ndarray:
-        return np.array([np.nan if value is None else value for value in histogram[key]], dtype=np.float64)
-
-    return HistogramComparison(
-        name=str(histogram.get("name", "")),
-        edges=array("edges"),
-        real=array("real"),
-        generated=array("generated"),
-        real_err=array("real_err"),
-        generated_err=array("generated_err"),
-        ratio=array("ratio"),
-        ratio_err=array("ratio_err"),
-        unit=str(histogram.get("unit", "")),
-        real_counts=array("real_counts"),
-        generated_counts=array("generated_counts"),
-    )
 
 
 class PlotView(Widget):
