@@ -46,12 +46,12 @@ def plain_read(files: list[Path], branches: list[str], step_size: int) -> int:
 
 def report_branches(files: list[Path]) -> list[str]:
     from cmsgen.engine.sources import open_dataset
-    from cmsgen.engine.sources.dataset import _needed_branches
+    from cmsgen.engine.sources.dataset import needed_branches
 
     dataset = open_dataset(files)
     needed: set[str] = set()
     for entry in dataset.readable_files:
-        needed |= {branch for _, branch in _needed_branches(dataset.layout, entry)}
+        needed |= {branch for _, branch in needed_branches(dataset.layout, entry)}
     return sorted(needed)
 
 

@@ -163,9 +163,7 @@ def _complete(values: dict[str, ak.Array], name: str, species: str | None, cross
         components = {"px": values["px"], "py": values["py"], "pz": values["pz"]}
         if "energy" in has:
             components["E"] = values["energy"]
-            cartesian = vector.zip(components)
-        else:
-            cartesian = vector.zip(components)
+        cartesian = vector.zip(components)
     elif {"px", "py"} <= has:
         cartesian = vector.zip({"px": values["px"], "py": values["py"]})
 

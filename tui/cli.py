@@ -49,7 +49,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def error_console_print(message: str) -> None:
-    """Print a one-line error to stderr, with the log file path for details."""
+    """Print a one-line error message to stderr."""
     typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
 
 

@@ -72,10 +72,9 @@ def load_features(
             runs = np.asarray(ak.to_numpy(events.run[mask]), dtype=np.int64)
             numbers = np.asarray(ak.to_numpy(events.event[mask]), dtype=np.int64)
             keys.append(np.stack([runs, numbers], axis=1))
-        if max_events is not None and selected + len(block) > max_events and not keys:
-            block = block[: max_events - selected]
         blocks.append(block)
         selected += len(block)
+        # Without deduplication the first max_events selected events are final, so reading can stop.
         if max_events is not None and selected >= max_events and not keys:
             break
     values = np.concatenate(blocks) if blocks else np.zeros((0, len(fs.columns)))

@@ -162,10 +162,10 @@ def build_report(
             if tree.entries == 0:
                 notes.append(f"{entry.path}: {tree.kind} {tree.path} has zero entries")
 
-    readable = dataset.readable_files if dataset.layout else []
+    readable = dataset.readable_files
     for entry in readable:
         try:
-            for chunk in dataset._iterate_file(entry, step_size):
+            for chunk in dataset.iterate_file(entry, step_size):
                 events = chunk.events
                 n_events += len(events)
                 _update_quality(quality, events)

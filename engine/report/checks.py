@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ def _flat(values: ak.Array | np.ndarray) -> tuple[np.ndarray, int]:
     if isinstance(values, np.ndarray):
         return values.astype(np.float64, copy=False), 0
     flat = ak.flatten(values, axis=None)
-    nulls = int(ak.sum(ak.is_none(flat))) if isinstance(flat.type.content, ak.types.OptionType) or "?" in str(flat.type) else 0
+    nulls = int(ak.sum(ak.is_none(flat)))
     if nulls:
         flat = ak.drop_none(flat)
     return np.asarray(ak.to_numpy(flat), dtype=np.float64), nulls
@@ -151,10 +150,9 @@ class DuplicateFinder:
         else:
             unique, counts = np.unique(np.stack([runs, events], axis=1), axis=0, return_counts=True)
             repeated = unique[counts > 1]
-        pairs = runs
         return {
             "checked": True,
-            "n_events_checked": int(len(pairs)),
+            "n_events_checked": int(len(runs)),
             "n_duplicates": int((counts[counts > 1] - 1).sum()),
             "n_repeated_keys": int(len(repeated)),
             "examples": [{"run": int(r), "event": int(e)} for r, e in repeated[:5]],
@@ -188,15 +186,3 @@ class Multiplicity:
                 "histogram": {str(k): int(v) for k, v in enumerate(histogram) if v},
             }
         return result
-
-
-@dataclass
-class RawBranchQuality:
-    """Bad-value counts of raw numeric branches, for files that match no layout."""
-
-    totals: dict[str, FieldQuality] = field(default_factory=lambda: defaultdict(lambda: FieldQuality("", "")))
-
-    def update(self, name: str, values: ak.Array) -> None:
-        quality = self.totals.get(name) or FieldQuality("branch", name)
-        quality.update(values)
-        self.totals[name] = quality

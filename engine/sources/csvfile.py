@@ -133,8 +133,8 @@ def iterate_csv(path: Path, header: CsvHeader, columns: list[str] | None, step_s
     missing = [c for c in include if c not in header.names]
     if missing:
         raise UnreadableFileError(f"The CSV file {path} has no column {missing[0]!r}.")
-    column_names = [header.raw_names[i].strip() or f"__empty{i}" for i in range(len(header.raw_names))]
-    column_names = [header.names[header.keep.index(i)] if i in header.keep else f"__drop{i}" for i in range(len(column_names))]
+    # Columns dropped from the header (empty names) still need a unique name for the parser.
+    column_names = [header.names[header.keep.index(i)] if i in header.keep else f"__drop{i}" for i in range(len(header.raw_names))]
     # Read the last column as text when a ';;;' tail must be stripped from it.
     types = {column_names[-1]: pa.string()} if header.strip_tail else {}
     read_options = pacsv.ReadOptions(column_names=column_names, skip_rows=1, block_size=max(1 << 20, step_size * 120))

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import awkward as ak
-import numpy as np
 import pyarrow.parquet as pq
 
 from cmsgen.engine.canonical import CanonicalChunk, FieldStatus, RawKey, build_events, plan_collection
-from cmsgen.engine.errors import CmsgenError, NoEventsError, UnreadableFileError
+from cmsgen.engine.errors import CmsgenError, UnreadableFileError
 from cmsgen.engine.layouts.registry import FieldSpec, Layout, LayoutChoice, available_layouts, detect_layout
 from cmsgen.engine.sources.csvfile import CsvHeader, count_rows, iterate_csv, read_header
 from cmsgen.engine.sources.discovery import DataFile, discover_files
@@ -60,14 +59,6 @@ class FileEntry:
         return set(self.branches.get(tree, {}))
 
 
-def _tree_branches_for_detection(entry: FileEntry, tree: str | None) -> set[str]:
-    names = set(entry.branches.get(tree, {}))
-    for other, mapping in entry.branches.items():
-        if other is not None:
-            names.update(f"{other}:{name}" for name in mapping)
-    return names
-
-
 def _open_root_entry(entry: FileEntry, layouts: list[Layout], forced: Layout | None, judge: bool) -> None:
     root_file = open_root(entry.path)
     entry.trees = list_trees(root_file, entry.path)
@@ -104,9 +95,6 @@ def _open_root_entry(entry: FileEntry, layouts: list[Layout], forced: Layout | N
     entry.entries = main.entries
     # Branch lookups by the layout use None for the main tree.
     entry.branches[None] = per_tree.get(entry.main_tree, {})
-    for name in list(entry.branches):
-        if name is not None and name.split(";")[0] != name:
-            entry.branches[name.split(";")[0]] = entry.branches[name]
     if judge:
         _judge_unreadable(entry, root_file)
 
@@ -219,7 +207,7 @@ class Dataset:
             )
         remaining = max_events
         for entry in self.readable_files:
-            for chunk in self._iterate_file(entry, step_size):
+            for chunk in self.iterate_file(entry, step_size):
                 if remaining is not None:
                     if remaining <= 0:
                         return
@@ -233,9 +221,10 @@ class Dataset:
         for _, chunk in self.iterate(step_size, max_events):
             yield chunk.events
 
-    def _iterate_file(self, entry: FileEntry, step_size: int) -> Iterator[CanonicalChunk]:
+    def iterate_file(self, entry: FileEntry, step_size: int = DEFAULT_STEP_SIZE) -> Iterator[CanonicalChunk]:
+        """Yield chunks of canonical events of one readable file of this dataset."""
         layout = entry.choice.layout  # type: ignore[union-attr]
-        needed = _needed_branches(layout, entry)
+        needed = needed_branches(layout, entry)
         if entry.data_file.format == "csv":
             columns = sorted({b for (_, b) in needed})
             assert entry.csv_header is not None
@@ -284,7 +273,7 @@ class Dataset:
             yield build_events(layout, entry.plans, raw, stop - start)
 
 
-def _needed_branches(layout: Layout, entry: FileEntry) -> set[RawKey]:
+def needed_branches(layout: Layout, entry: FileEntry) -> set[RawKey]:
     needed: set[RawKey] = set()
     for collection in layout.collections.values():
         for spec in entry.plans.get(collection.name, {}).values():
@@ -376,10 +365,4 @@ def open_dataset(
     return Dataset(entries, choice)
 
 
-def require_events(dataset: Dataset) -> None:
-    """Raise NoEventsError when the dataset's readable files hold no entries."""
-    if dataset.n_entries == 0:
-        raise NoEventsError("The dataset holds no events (every tree has zero entries); pass files with events.")
-
-
-__all__ = ["DEFAULT_STEP_SIZE", "Dataset", "FileEntry", "open_dataset", "require_events", "np"]
+__all__ = ["DEFAULT_STEP_SIZE", "Dataset", "FileEntry", "open_dataset"]
