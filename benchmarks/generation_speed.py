@@ -2,8 +2,8 @@
 
 For every family built with its default hyperparameters, the script times ``model.sample(n)``
 (preprocessed space) and, when the real 2011 dimuon CSV is found, also the inverse
-preprocessing to physical units. It prints events per second and the ratio to the aim of
-one million events per second on CPU, which applies to the GAN and the VAE.
+preprocessing to physical units. It prints events per second and the ratio to the target
+(the aim) of one million events per second on CPU, which applies to the GAN and the VAE.
 
 Usage:
     python benchmarks/generation_speed.py [--n 1000000] [--repeats 3] [--threads 0] [--device cpu]
@@ -75,7 +75,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(family, dim).to(arguments.device)
         generator = torch.Generator(device=arguments.device).manual_seed(0)
-        model.sample(1_000, generator)  # warm-up: allocations and lazy initialisation
+        model.sample(1_000, generator)  # Warm up allocations and lazy initialisation before timing.
 
         # The flow inverts spline transforms and is far slower, so one call is enough for it.
         repeats = arguments.repeats if family in FAMILIES_WITH_AIM else 1

@@ -2,7 +2,7 @@
 
 Each family trains on the dimuon features of ``Zmumu_Run2011A.csv`` with its sample-config
 settings for at most ``--minutes`` of wall-clock time (default 10), through the real
-trainer. Its best checkpoint then generates as many events as the test split holds, and
+trainer. Its best checkpoint then generates as many events as the test split contains, and
 the script prints a table of
 
 - the Z peak position: the location of a Cauchy (non-relativistic Breit-Wigner) fitted by
@@ -46,7 +46,7 @@ def z_peak(mass: np.ndarray) -> float:
 
 
 def train_family(family: str, minutes: float, device: str, workdir: Path) -> tuple[object, int, float]:
-    """Train one family on DATA until ``minutes`` pass; return (run, steps, seconds).
+    """Train one family on DATA until ``minutes`` have passed and return (run, steps, seconds).
 
     The family's sample config gives the model and batch size, with DATA as its data. The
     cosine schedule is turned off because time, not an epoch count, sets the run length.
@@ -94,7 +94,7 @@ def main() -> None:
             w1 = scipy.stats.wasserstein_distance(generated_mass, real_mass)
             rows.append((family, steps, seconds, len(test), z_peak(generated_mass), z_peak(real_mass), w1, baseline))
 
-    print(f"data: {DATA.name}; the best checkpoint of each run generates as many events as its test split")
+    print(f"data: {DATA.name}. The best checkpoint of each run generates as many events as its test split.")
     print(
         f"{'family':6} {'steps':>7} {'minutes':>7} {'test':>6} {'peak gen':>9} {'peak real':>9} "
         f"{'W1 mass':>8} {'3x base':>8}  W1 <= 3x base"
@@ -104,7 +104,7 @@ def main() -> None:
             f"{family:6} {steps:7d} {seconds / 60:7.1f} {n_test:6d} {peak_generated:9.2f} {peak_real:9.2f} "
             f"{w1:8.3f} {3 * baseline:8.3f}  {'yes' if w1 <= 3 * baseline else 'no'}"
         )
-    print("peaks and W1 in GeV; the test split follows each sample config's fractions")
+    print("Peaks and W1 are in GeV. The test split follows the fractions of each sample config.")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ model family, network and batch size, in one process:
 
   (a) ``Trainer.run()``: batches cut on the device from on-device permutations. It gives two
       numbers. The loop's own rate is the ``events_per_second`` of its logged steps, which
-      leaves out the once-per-epoch metric and checkpoints. The whole-run rate is wall clock;
-  (b) the bound: ``training_step`` on one pre-cut batch, no data handling at all;
+      leaves out the once-per-epoch metric and checkpoints. The whole-run rate is measured by
+      wall clock over the whole run;
+  (b) the upper bound: ``training_step`` on one pre-cut batch, without any data handling;
   (c) a plain ``DataLoader(TensorDataset(x), shuffle=True)`` loop over the same tensor.
 
 It prints events/s and the ratios a/b (aim >= 0.9) and a/c (aim >= 1.2).
@@ -70,7 +71,7 @@ def trainer_rate(data: Path, family: str, steps: int, batch_size: int, device: s
     result = trainer.run()
     elapsed = time.perf_counter() - start
     records = trainer.run_dir.metrics()
-    # Lines without w1_mass measure the loop alone; weight each by the steps it covers.
+    # Lines without w1_mass measure the loop alone, and each is weighted by the steps it covers.
     loop_steps, loop_seconds, previous_step = 0, 0.0, 0
     for record in records:
         covered = record["step"] - previous_step
@@ -146,7 +147,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three variants; medians are printed")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three variants, whose medians are printed")
     args = parser.parse_args()
 
     import torch
@@ -182,6 +183,7 @@ def main() -> None:
     print(f"(c) DataLoader loop       {loader:12.0f} events/s")
     print(f"a/b = {loop / bound:.2f} (aim >= 0.9)   a/c = {loop / loader:.2f} (aim >= 1.2)")
     print(f"whole run / b = {whole / bound:.2f}   whole run / c = {whole / loader:.2f}")
+
 
 if __name__ == "__main__":
     main()

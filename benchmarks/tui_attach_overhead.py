@@ -3,7 +3,7 @@
 Runs the same headless training (the GAN sample config on the 2010 Z->mumu file,
 a few epochs) twice per repeat: alone, and with the app open in this process
 (headless Textual at 80x24) with its panels attached to the run. Both runs are
-separate ``train`` processes; the script prints their wall times and the ratio.
+separate ``train`` processes, and the script prints their wall times and the ratio.
 Run: python benchmarks/tui_attach_overhead.py [EPOCHS]
 """
 
@@ -33,6 +33,7 @@ def train_alone(runs_dir: Path, name: str, epochs: int) -> float:
 
 
 async def train_watched(runs_dir: Path, name: str, epochs: int) -> tuple[float, int]:
+    """Train while the Train screen follows the run, and return the wall time and the rows it received."""
     from cmsgen.tui.app import CmsgenApp
     from cmsgen.tui.widgets.run_monitor import RunMonitor
 
@@ -45,6 +46,7 @@ async def train_watched(runs_dir: Path, name: str, epochs: int) -> tuple[float, 
             await pilot.pause(0.1)
         elapsed = time.perf_counter() - start
         monitor = app.screen.query_one(RunMonitor)
+        # Give the monitor 5 s to read the last rows, outside the timed part.
         for _ in range(50):
             await pilot.pause(0.1)
         return elapsed, monitor.rows_received

@@ -1,6 +1,6 @@
-"""Time from starting ``python -m cmsgen.tui PATH`` to the first painted frame, in a subprocess.
+"""Time from starting a Python process that opens the app on PATH to the first painted frame.
 
-Each start is a new Python process that imports the app, runs it with
+Each start is a new ``python -c`` process that imports the app, runs it with
 ``headless=True`` and exits after the first refresh of the screen, so the time
 includes interpreter start-up and every import. Prints the median of several starts.
 """
@@ -25,6 +25,7 @@ from cmsgen.tui.app import CmsgenApp
 import cmsgen.tui.app
 
 class FirstPaint(CmsgenApp):
+    # Textual resolves a relative CSS_PATH next to the subclass's module, which -c does not have.
     CSS_PATH = str(Path(cmsgen.tui.app.__file__).with_name("app.tcss"))
 
     def on_mount(self) -> None:

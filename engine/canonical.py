@@ -1,9 +1,10 @@
 """Build canonical events from the raw branches of one layout, deriving what is not stored.
 
 The canonical event is an awkward record array with optional fields ``run``,
-``luminosityBlock``, ``event`` (int64), collections ``muons``, ``electrons``,
-``photons``, ``jets``, ``taus`` of ``var * {pt, eta, phi, mass, charge}``
-(GeV, radians; charge as int) and ``met`` as ``{pt, phi}``.
+``luminosityBlock`` and ``event`` (int64). Its collections ``muons``,
+``electrons``, ``photons``, ``jets`` and ``taus`` are
+``var * {pt, eta, phi, mass, charge}`` in GeV and radians, with an integer
+charge, and ``met`` is ``{pt, phi}``.
 
 Derivations use scikit-hep ``vector``: pt, eta and phi from px, py, pz; mass
 from E and p; the mass of a species from the PDG; charge from a PDG id.
@@ -32,7 +33,7 @@ RawKey = tuple[str | None, str]  # (tree path or None for the main tree, branch 
 
 @dataclass(frozen=True)
 class FieldStatus:
-    """How one canonical field of one collection is obtained for a file."""
+    """The origin of one canonical field of one collection in a file: stored, derived or missing."""
 
     collection: str
     field: str
@@ -218,10 +219,12 @@ def build_events(layout: Layout, plans: dict[str, dict[str, FieldSpec]], raw: Ma
     """Assemble one chunk of canonical events from raw branch arrays read for ``layout``."""
     cross_checks: list[CrossCheck] = []
     fields: dict[str, ak.Array] = {}
+
     for name, spec in layout.event.items():
         key = (layout.event_tree, spec.branch)
         if key in raw:
             fields[name] = ak.values_astype(raw[key], np.int64)
+
     for collection in layout.collections.values():
         stored = plans.get(collection.name, {})
         if not stored:
@@ -242,6 +245,7 @@ def build_events(layout: Layout, plans: dict[str, dict[str, FieldSpec]], raw: Ma
         for target, array in build_collection(collection, stored, raw, n_events, cross_checks).items():
             if len(array.fields):
                 fields[target] = array
+
     met = {}
     for name, spec in layout.met.items():
         key = (layout.met_tree, spec.branch)
@@ -254,9 +258,12 @@ def build_events(layout: Layout, plans: dict[str, dict[str, FieldSpec]], raw: Ma
             two = vector.zip({"px": met["px"], "py": met["py"]})
             met = {"pt": two.pt, "phi": two.phi, **met}
         fields["met"] = ak.zip(met)
+
     if not fields:
         return CanonicalChunk(ak.Array([{}] * n_events), cross_checks)
     events = ak.zip(fields, depth_limit=1)
+
+    # A stored pair mass (the education files' M) is compared with the mass of the two muons.
     for observable, branch in layout.event_observables.items():
         key = (None, branch)
         if observable == "pair_mass" and key in raw and "muons" in fields:

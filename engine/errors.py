@@ -22,7 +22,7 @@ EXIT_CODES_HELP = """Exit codes:
   0  success
   1  unexpected internal error (see the log file)
   2  invalid command-line usage
-  3  a path does not exist, or a directory holds no data files
+  3  a path does not exist, or a directory contains no data files
   4  a file cannot be read (not ROOT/CSV/Parquet, truncated, no trees)
   5  invalid config file or option value
   6  a training run failed (non-finite loss, write error)

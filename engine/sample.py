@@ -1,10 +1,11 @@
 """Synthetic dimuon sample in three legacy CMS layouts, with planted defects.
 
-The sample replaces older CMS dimuon data when the user gives none, and it is
-the project's test bed for the missing-field report: every file layout the
-readers support is written, and each layout carries defects that real legacy
-files have (schema drift, NaNs, -999 sentinels, a zero-entry tree, duplicated
-events, out-of-range values). ``manifest.json`` lists every planted defect.
+The sample replaces older CMS dimuon data when the user has none, and it
+is the project's test bed for the missing-field report. It is written in three
+layouts that the readers support (CSV pairs, HEP-tutorial ntuple, NanoAOD). Each
+layout carries defects that real legacy files have: schema drift, NaNs, -999
+sentinels, a zero-entry tree, duplicated events and out-of-range values.
+``manifest.json`` lists every planted defect.
 
 Physics model, per event (units GeV and radians):
 
@@ -140,7 +141,7 @@ class SampleManifest:
 
 @dataclass
 class DimuonChunk:
-    """Generated events after smearing and acceptance; arrays of shape [n] or [n, 2] (two muons)."""
+    """Generated events after smearing and acceptance, as arrays of shape [n] or [n, 2] (two muons)."""
 
     run: np.ndarray
     lumi_block: np.ndarray
@@ -229,7 +230,7 @@ def decay_to_muons(
 
 
 def _smear(rng: np.random.Generator, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the detector resolution to arrays of any shape; phi is wrapped back into [-pi, pi)."""
+    """Apply the detector resolution to arrays of any shape. Phi is wrapped back into [-pi, pi)."""
     resolution = PT_RESOLUTION_CONSTANT + PT_RESOLUTION_SLOPE * pt
     smeared_pt = pt * (1.0 + resolution * rng.standard_normal(pt.shape))
     smeared_eta = eta + ANGLE_RESOLUTION * rng.standard_normal(eta.shape)
@@ -282,7 +283,7 @@ def generate_chunk(rng: np.random.Generator, n_events: int, first_index: int) ->
     parts: list[dict[str, np.ndarray]] = []
     collected = 0
     while collected < n_events:
-        # About 60 % of the candidates pass the acceptance; ask for a little more than needed.
+        # Roughly 60 % of the candidates pass the acceptance, so request 1.8 times the events still needed.
         request = max(1024, int((n_events - collected) * 1.8))
         part = _generate_candidates(rng, request)
         parts.append(part)
@@ -326,8 +327,9 @@ def generate_chunk(rng: np.random.Generator, n_events: int, first_index: int) ->
 
 # ---------------------------------------------------------------- layouts
 
-# Branch or column names of each layout, in file order. Muon quantities are [n, 2]
-# arrays; jets and electrons are awkward arrays of var length.
+# Column names of the CSV layout in file order, and the tree name, file stem and suffix of
+# each layout. The ROOT layouts take their branch names from the column builders below,
+# in which muon quantities are [n, 2] arrays and jets and electrons are var-length awkward arrays.
 CSV_COLUMNS = (
     "Run", "Event",
     "type1", "E1", "px1", "py1", "pz1", "pt1", "eta1", "phi1", "Q1",
@@ -421,7 +423,7 @@ COLUMN_BUILDERS: dict[str, Callable[[DimuonChunk], dict[str, object]]] = {
 
 @dataclass(frozen=True)
 class DefectPlan:
-    """A defect to plant in the first chunk of data file ``file_index`` of a layout."""
+    """Plan of one defect to plant in the first chunk of data file ``file_index`` of a layout."""
 
     file_index: int
     kind: str
@@ -457,7 +459,10 @@ DEFECT_PLANS: dict[str, tuple[DefectPlan, ...]] = {
 
 
 def _plant_defects(columns: dict[str, object], plans: Sequence[DefectPlan], rng: np.random.Generator) -> list[tuple[DefectPlan, int]]:
-    """Plant value defects in place in the first chunk of a file; return each plan with the count planted.
+    """Plant the value defects of ``plans`` in place in the first chunk of a file.
+
+    Return each plan with the count actually planted. ``missing_branch`` plans are
+    skipped, because the writer leaves those branches out.
 
     Every defect uses its own rows, so the counts in the manifest are exact. A
     duplicated row copies another untouched row, including its jets and electrons.
@@ -504,7 +509,7 @@ def _plant_defects(columns: dict[str, object], plans: Sequence[DefectPlan], rng:
 
 
 class _CsvFileWriter:
-    """Append CSV blocks to one file; floats are rounded to 4 decimals as in the education files."""
+    """Writer that appends CSV blocks to one file, with floats rounded to 4 decimals as in the education files."""
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.path = path
@@ -530,7 +535,7 @@ class _CsvFileWriter:
 def _group_collections(data: dict[str, object], branch_names: Sequence[str]) -> dict[str, object]:
     """Group ``Prefix_field`` columns of var-length collections into awkward records for uproot.
 
-    Flat per-event branches (``run``, ``MET_pt``) stay as NumPy arrays; a [n, 2]
+    Flat per-event branches (``run``, ``MET_pt``) stay as NumPy arrays. A [n, 2]
     array becomes a var-length list of two values per event.
     """
     grouped: dict[str, object] = {}
@@ -550,7 +555,7 @@ def _group_collections(data: dict[str, object], branch_names: Sequence[str]) -> 
 
 
 class _RootFileWriter:
-    """Write one TTree chunk by chunk with ``WritableTree.extend``."""
+    """Writer of one TTree, filled chunk by chunk with ``WritableTree.extend``."""
 
     def __init__(self, path: Path, tree_name: str, branch_names: Sequence[str], counter_prefix: str) -> None:
         self.path = path
@@ -587,6 +592,7 @@ class _RootFileWriter:
 
 
 def _open_writer(layout: str, path: Path, names: Sequence[str]) -> _CsvFileWriter | _RootFileWriter:
+    """Create the file at ``path`` and return the writer of ``layout`` for the columns or branches ``names``."""
     if layout == "csv_pairs":
         return _CsvFileWriter(path, names)
     tree_name = TREE_NAMES[layout]
@@ -598,11 +604,13 @@ def _open_writer(layout: str, path: Path, names: Sequence[str]) -> _CsvFileWrite
 
 
 def _split_events(n_events: int, n_files: int) -> list[int]:
+    """Split ``n_events`` over ``n_files`` as evenly as possible, the first files getting one more."""
     base, remainder = divmod(n_events, n_files)
     return [base + (1 if index < remainder else 0) for index in range(n_files)]
 
 
 def _check_arguments(n_events: int, layouts: Sequence[str], n_files: int, chunk_size: int) -> None:
+    """Raise ``ConfigError`` for an invalid argument of ``write_sample``."""
     if n_events < 1:
         raise ConfigError(f"The number of events {n_events} is invalid; give a positive number, such as 100000.")
     unknown = [layout for layout in layouts if layout not in LAYOUTS]
@@ -626,7 +634,7 @@ def write_sample(
 ) -> SampleManifest:
     """Write a synthetic dimuon dataset in each requested layout, with planted defects.
 
-    Each layout gets ``n_files`` data files holding ``n_events`` events in
+    Each layout gets ``n_files`` data files that contain ``n_events`` events in
     total (the same events in every layout), plus one file whose table or tree
     has zero entries. ``manifest.json`` in ``directory`` lists files and
     defects. The output depends only on ``seed``, ``n_events``, ``n_files`` and
@@ -711,5 +719,5 @@ def _write_empty_file(root: Path, layout: str, manifest: SampleManifest) -> None
 
     relative = path.relative_to(root).as_posix()
     manifest.files.append(SampleFile(layout, relative, TREE_NAMES[layout], 0))
-    what = "a header without rows" if layout == "csv_pairs" else f"TTree {TREE_NAMES[layout]} with 0 entries"
-    manifest.defects.append(PlantedDefect(layout, relative, "zero_entries", None, 0, f"the file holds {what}"))
+    contents = "a header without rows" if layout == "csv_pairs" else f"TTree {TREE_NAMES[layout]} with 0 entries"
+    manifest.defects.append(PlantedDefect(layout, relative, "zero_entries", None, 0, f"the file holds {contents}"))

@@ -19,7 +19,7 @@ from cmsgen.engine.errors import EXIT_NO_DATA, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNR
 
 @dataclass(frozen=True)
 class BadInput:
-    """A bad-input case: ``make`` builds the input and returns (argument, the file name stderr must name)."""
+    """Bad-input case. ``make`` builds the input and returns (CLI argument, file name that stderr must contain)."""
 
     name: str
     make: Callable[[Path, Path], tuple[str, str]]
@@ -102,6 +102,7 @@ def _run(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 
 def _assert_one_sentence(stderr: str, name: str) -> None:
+    """Assert that stderr is one line that names ``name``, ends with a period and contains no traceback."""
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert "Traceback" not in stderr
     assert len(lines) == 1, stderr

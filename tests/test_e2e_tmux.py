@@ -18,7 +18,7 @@ TMUX = shutil.which("tmux") or "/usr/bin/tmux"
 
 
 class Terminal:
-    """A detached tmux session running one command, read with capture-pane."""
+    """Detached tmux session that runs one command and is read with capture-pane."""
 
     def __init__(self, name: str, command: str) -> None:
         self.name = name
@@ -44,7 +44,7 @@ class Terminal:
         subprocess.run([TMUX, "send-keys", "-t", self.name, "-l", text], check=True)
 
     def wait_for(self, text: str, timeout: float = 120.0) -> str:
-        """Poll the screen until ``text`` appears; return the screen (the last one on timeout)."""
+        """Poll the screen until ``text`` appears, and return the last screen captured (also on timeout)."""
         deadline = time.monotonic() + timeout
         screen = self.screen()
         while text not in screen and time.monotonic() < deadline:

@@ -15,7 +15,7 @@ import uproot
 from cmsgen.engine.errors import DataNotFoundError, UnreadableFileError
 from cmsgen.engine.sources.inspect import FileStructure, inspect_file, inspect_path, read_branch_values
 
-# (file under ../shared/data, {object path: entries}) for every TTree, RNTuple or table.
+# (file path relative to the shared data folder, {object path: entries}) for every TTree, RNTuple or table.
 EXPECTED_OBJECTS = [
     ("cms/uproot-Zmumu.root", {"events": 2304}),
     ("cms/uproot-HZZ.root", {"events": 2421}),
@@ -109,7 +109,7 @@ def test_sizes_match_uproot(structures: dict[str, FileStructure], shared_data: P
             assert branch.uncompressed_bytes == reference[branch.name].uncompressed_bytes, branch.name
 
 
-def test_nested_directories_issue64(structures: dict[str, FileStructure]) -> None:
+def test_nested_directories_listed(structures: dict[str, FileStructure]) -> None:
     structure = structures["legacy/uproot-issue64.root"]
     directories = [item for item in structure.objects if item.kind == "directory"]
     assert len(directories) == 69
@@ -129,8 +129,10 @@ def test_rntuple_fields(structures: dict[str, FileStructure]) -> None:
     assert {"nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge"} <= set(fields)
     assert fields["Muon_pt"].type == "ROOT::VecOps::RVec<float>"
     assert fields["Muon_pt"].readable
-    assert fields["Muon_pt"].compressed_bytes is not None and fields["Muon_pt"].compressed_bytes > 0
-    assert fields["Muon_pt"].uncompressed_bytes is not None and fields["Muon_pt"].uncompressed_bytes >= fields["Muon_pt"].compressed_bytes
+    assert fields["Muon_pt"].compressed_bytes is not None
+    assert fields["Muon_pt"].compressed_bytes > 0
+    assert fields["Muon_pt"].uncompressed_bytes is not None
+    assert fields["Muon_pt"].uncompressed_bytes >= fields["Muon_pt"].compressed_bytes
     assert fields["Muon_pt"].compression == "ZSTD(5)"
 
 

@@ -1,4 +1,4 @@
-"""The three model families trained for a few hundred steps on real dimuon events (CMS 2010 Run B)."""
+"""Tests of the three model families, trained for a few hundred steps on real dimuon events (CMS 2010 Run B)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def train(model: GenerativeModel, data: torch.Tensor, steps: int, lr: float) -> 
 
 @pytest.fixture(scope="module")
 def trained(batches: torch.Tensor) -> dict[str, tuple[GenerativeModel, list[dict[str, float]], float]]:
-    """Each family trained for TRAINING_STEPS steps, with its history and its untrained distance."""
+    """Return each family trained for TRAINING_STEPS steps, with its loss history and its untrained distance."""
     results = {}
     for family in MODEL_FAMILIES:
         torch.manual_seed(0)
@@ -114,7 +114,7 @@ def test_loss_falls(trained: dict, family: str) -> None:
     losses = np.array([step["loss"] for step in history])
     first, last = losses[:20].mean(), losses[-20:].mean()
 
-    # A robust margin: the loss must fall by a quarter of its spread over the run, at least.
+    # The loss must fall by at least a quarter of its spread over the run, which is robust to noise.
     margin = 0.25 * (losses.max() - losses.min())
     assert last < first - margin, f"{family} loss went from {first:.3f} to {last:.3f} (margin {margin:.3f})"
 
@@ -189,7 +189,8 @@ def test_gan_mass_mmd_term(batches: torch.Tensor, pipe: Preprocessing) -> None:
     history = train(model, batches, 20, LEARNING_RATES["gan"])
 
     assert "mmd" in history[-1]
-    assert all(np.isfinite(step["mmd"]) and step["mmd"] >= 0 for step in history)
+    assert all(np.isfinite(step["mmd"]) for step in history)
+    assert all(step["mmd"] >= 0 for step in history)
 
 
 def test_gan_mmd_needs_mass_function(batches: torch.Tensor) -> None:

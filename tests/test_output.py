@@ -1,7 +1,7 @@
 """Writing events to ROOT, Parquet and CSV, checked by reading the files back.
 
 The events are real: the dimuon features of ``uproot-Zmumu.root`` (CMS 2010 Run B) and the
-leading jets of the 2015 NanoAOD ttbar file. Budget: a few seconds.
+leading jets of the 2015 NanoAOD ttbar file. The module takes a few seconds.
 """
 
 from __future__ import annotations

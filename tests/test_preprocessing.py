@@ -44,7 +44,7 @@ def test_transform_is_standardised_float32(zmumu: FeatureTable, pipe: Preprocess
     np.testing.assert_allclose(z[:, continuous].mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(z[:, continuous].std(axis=0), 1.0, atol=1e-4)
 
-    # The dequantisation noise differs from the noise drawn while fitting, so only roughly.
+    # The dequantisation noise differs from the noise drawn while fitting, so these checks are rough.
     charge = z[:, pipe.output_columns.index("charge_product")]
     assert abs(charge.mean()) < 0.3
     assert abs(charge.std() - 1.0) < 0.3
@@ -109,6 +109,7 @@ def test_back_to_back_pairs_centred(zmumu: FeatureTable, pipe: Preprocessing) ->
     # Z -> mu mu pairs are nearly back to back, so raw delta-phi piles up at +-pi. The fitted
     # offset moves that pile to the middle of the wrapped range.
     assert abs(abs(pipe.phi_offsets["mu2_phi"]) - np.pi) < 0.3
+
     z = pipe.transform(zmumu.values, np.random.default_rng(0))
     relative = z[:, column(pipe.output_columns, "mu2_phi")] * pipe.std[column(pipe.output_columns, "mu2_phi")]
     assert np.mean(np.abs(relative) > 2.5) < 0.05

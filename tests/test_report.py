@@ -159,3 +159,17 @@ def test_report_cli_bad_feature_set(cms_data: Path) -> None:
     assert result.returncode == 5
     assert "trijet" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--layout", "no-such-layout", "Layout 'no-such-layout' is unknown"),
+        ("--layout-file", "/nonexistent/layout.toml", "not found"),
+    ],
+)
+def test_report_cli_bad_layout(cms_data: Path, option: str, value: str, expected: str) -> None:
+    result = run_cli("report", str(cms_data / "uproot-Zmumu.root"), option, value)
+    assert result.returncode == 5
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr

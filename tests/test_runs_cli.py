@@ -1,6 +1,6 @@
 """The train, runs and generate commands, run as real ``python -m cmsgen.tui`` subprocesses.
 
-Budget: about one minute on two cores (one short flow run, one run stopped by SIGTERM).
+The module takes about one minute on two CPU cores (one short flow run, one run stopped by SIGTERM).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from cmsgen.engine.training.config import dumps_toml
 from cmsgen.engine.training.runs import RunDirectory
 
 RNTUPLE_2012 = "Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
-WAIT_SECONDS = 180  # upper bound on waiting for a subprocess condition; the usual wait is seconds
+WAIT_SECONDS = 180  # Maximum wait for a subprocess condition. The usual wait is a few seconds.
 
 
 def cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -52,22 +52,35 @@ def write_flow_config(folder: Path, data: Path, **training: object) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, cms_data: Path) -> Path:
-    """Train a tiny flow for two epochs through the CLI; return the working folder."""
+    """Train a tiny flow for two epochs through the CLI and return the working folder."""
     folder = tmp_path_factory.mktemp("cli")
     config = write_flow_config(folder, cms_data / RNTUPLE_2012, epochs=2)
 
     done = cli("train", config, "--run-dir", "runs", "--name", "tiny", cwd=folder)
 
     assert done.returncode == 0, done.stderr
+    (folder / "train.stdout").write_text(done.stdout, encoding="utf-8")
     return folder
 
 
-def test_train_prints_plain_progress(trained: Path) -> None:
+def test_train_writes_finished_run(trained: Path) -> None:
     run = RunDirectory(trained / "runs" / "tiny")
 
     assert run.status()["state"] == "finished"
     assert run.checkpoint_path("best").is_file()
     assert len(run.metrics()) >= 2
+
+
+def test_train_prints_plain_progress(trained: Path) -> None:
+    lines = (trained / "train.stdout").read_text(encoding="utf-8").splitlines()
+
+    assert lines[0].startswith("training flow on dimuon in run tiny:")
+    step_lines = [line for line in lines if line.startswith("step ")]
+    assert len(step_lines) >= 2
+    assert "epoch " in step_lines[-1]
+    assert "loss" in step_lines[-1]
+    # stdout is a pipe here, so no progress bar or terminal escape codes are written.
+    assert "\x1b[" not in "\n".join(lines)
 
 
 def test_train_bad_config_value_exit_5(tmp_path: Path, cms_data: Path) -> None:

@@ -191,7 +191,7 @@ def test_missing_path_error(tmp_path: Path) -> None:
 
 
 def test_empty_directory_error(tmp_path: Path) -> None:
-    with pytest.raises(DataNotFoundError, match="holds no .root"):
+    with pytest.raises(DataNotFoundError, match="contains no .root"):
         open_dataset(tmp_path)
 
 

@@ -1,7 +1,7 @@
 """The trainer, configs, splits, checkpoints and run directories, on real CMS files.
 
 Every run here is a real, short training run on CPU with small networks (a few hundred
-steps at most). Budget: about two minutes on two cores.
+steps at most). The module takes about two minutes on two CPU cores.
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ def test_config_overrides_validated(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["gan_zmumu_2010", "vae_zmumu_2011", "flow_doublemu_2012"])
 def test_sample_config_loads(shared_data: Path, name: str) -> None:
-    # The configs name ../../shared/data relative to themselves, the checkout's default data folder.
+    # The sample configs give data paths relative to themselves, which point at the checkout's
+    # default data folder.
     path = Path(__file__).resolve().parents[1] / "sample_configs" / f"{name}.toml"
 
     config = load_config(path)
@@ -217,8 +218,10 @@ def test_short_run_learns_and_writes_run(tmp_path: Path, cms_data: Path, family:
     assert status["pid"] == os.getpid()
     assert status["model"] == family
     assert status["feature_set"] == "dimuon"
-    assert status["step"] == status["total_steps"] == result.step
-    assert status["epoch"] == status["total_epochs"] == training["epochs"]
+    assert status["step"] == result.step
+    assert status["total_steps"] == result.step
+    assert status["epoch"] == training["epochs"]
+    assert status["total_epochs"] == training["epochs"]
     assert status["progress"] == 1.0
     assert status["best_metric"] == min(r["w1_mass"] for r in run.metrics() if "w1_mass" in r)
 
@@ -297,7 +300,7 @@ def test_resume_equals_uninterrupted(tmp_path: Path, cms_data: Path, family: str
     # permutation and skip its first batches. Step 7 is not a multiple of the GAN's n_critic (5),
     # so the resume starts between two generator updates.
     assert steps_per_epoch(cms_data / CSV_2011, 256) > stop_step
-    # Log every step, so that the callback sees the stop step.
+    # Log every step, so that the callback receives the stop step.
     config_path = write_config(
         tmp_path, cms_data / CSV_2011, family, epochs=2, batch_size=256, scheduler="cosine", device="cpu", log_every=1
     )
@@ -354,7 +357,7 @@ def test_nonfinite_loss_fails_and_keeps_checkpoint(
     epoch_steps = steps_per_epoch(cms_data / CSV_2011, 256)
     planted_step = epoch_steps + 2  # inside the second epoch
     trainer = start_run(config, runs_dir=tmp_path / "runs", name="nan")
-    original_step = Trainer._loop
+    original_loop = Trainer._loop
 
     def planted_loop(self: Trainer) -> Any:
         real_step = self.model.training_step
@@ -369,7 +372,7 @@ def test_nonfinite_loss_fails_and_keeps_checkpoint(
             return losses
 
         self.model.training_step = step_with_nan
-        return original_step(self)
+        return original_loop(self)
 
     monkeypatch.setattr(Trainer, "_loop", planted_loop)
 
@@ -478,7 +481,7 @@ def test_status_unreadable_is_unknown(tmp_path: Path, content: str | None, reaso
 
 
 def test_status_dead_process_is_unknown(tmp_path: Path) -> None:
-    dead_pid = 2**22 + 12345  # above the default pid_max of 2**22, so no process has it
+    dead_pid = 2**22 + 12345  # above 2**22, the highest pid_max that 64-bit Linux allows, so no process has it
     (tmp_path / "status.json").write_text(json.dumps({"state": "running", "pid": dead_pid}), encoding="utf-8")
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo', encoding="utf-8")
 

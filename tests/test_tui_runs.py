@@ -56,6 +56,7 @@ def append_metrics(run_dir: Path, steps: range) -> None:
 
 
 def make_run(runs_dir: Path, name: str, state: str, n_steps: int, pid: int | None = None) -> Path:
+    """Write a run directory with its status and ``n_steps`` metrics rows, and return its path."""
     run_dir = runs_dir / name
     write_status(run_dir, state, n_steps, pid=pid)
     append_metrics(run_dir, range(1, n_steps + 1))
@@ -73,7 +74,7 @@ def run_async(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
 
 
 async def wait_for(pilot, condition, tries: int = 200, delay: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
-    """Pause the pilot until ``condition()`` is true, at most ``tries`` times."""
+    """Return whether ``condition()`` became true within ``tries`` pauses of ``delay`` seconds."""
     for _ in range(tries):
         if condition():
             return True
@@ -134,7 +135,7 @@ async def test_attach_reports_state_change(tmp_path: Path) -> None:
         monitor = app.screen.query_one(RunMonitor)
         assert await wait_for(pilot, lambda: monitor.rows_received == 20)
         write_status(run_dir, "stopped", 20)
-        assert await wait_for(pilot, lambda: monitor.status is not None and monitor.status["state"] == "stopped")
+        assert await wait_for(pilot, lambda: (monitor.status or {}).get("state") == "stopped")
 
 
 @run_async

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from test_tui_runs import run_async, wait_for
 from textual.widgets import Input
 
 from cmsgen.tui.app import CmsgenApp
 from cmsgen.tui.screens.error import ErrorScreen
-from cmsgen.tui.screens.train import TrainScreen
+from cmsgen.tui.screens.train import SettingsError, TrainScreen, parse_optional
 from cmsgen.tui.widgets.run_monitor import RunMonitor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +37,7 @@ async def test_train_starts_real_run(cms_data: Path, tmp_path: Path) -> None:
         assert monitor.run_dir is not None
         assert await wait_for(pilot, lambda: monitor.rows_received > 0, tries=1200)
         assert "loss_critic" in monitor.history.loss_names()
-        assert await wait_for(
-            pilot, lambda: monitor.status is not None and monitor.status.get("state") == "finished", tries=1200
-        )
+        assert await wait_for(pilot, lambda: (monitor.status or {}).get("state") == "finished", tries=1200)
         assert screen.process.wait(timeout=60) == 0
 
     status = json.loads((monitor.run_dir / "status.json").read_text())
@@ -65,3 +65,14 @@ async def test_train_rejects_bad_settings(tmp_path: Path) -> None:
         await pilot.press("s")
         assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
         assert "transformer" in str(app.screen.query_one("#error-message").render())
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_learning_rate_rejects_non_finite(text: str) -> None:
+    with pytest.raises(SettingsError, match="not a finite number"):
+        parse_optional(text, float, "learning rate", 0.0)
+
+
+def test_learning_rate_accepts_number() -> None:
+    assert parse_optional(" 0.002 ", float, "learning rate", 0.0) == 0.002
+    assert parse_optional("", float, "learning rate", 0.0) is None

@@ -21,7 +21,7 @@ GAN_CONFIG = REPO_ROOT / "sample_configs" / "gan_zmumu_2010.toml"
 
 @pytest.fixture(scope="module")
 def headless_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """Train a two-epoch GAN with the headless ``train`` command; return its run directory."""
+    """Train a two-epoch GAN with the headless ``train`` command and return its run directory."""
     runs_dir = tmp_path_factory.mktemp("runs")
     command = [sys.executable, "-m", "cmsgen.tui", "train", str(GAN_CONFIG), "--epochs", "2", "--run-dir", str(runs_dir), "--name", "headless"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -31,7 +31,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
 
 @pytest.fixture(scope="module")
 def trained_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Train the sample GAN config for one epoch on uproot-Zmumu.root; return the run directory."""
+    """Train the sample GAN config for one epoch on uproot-Zmumu.root and return the run directory."""
     runs_dir = tmp_path_factory.mktemp("runs")
     result = run_cli(
         "train", "sample_configs/gan_zmumu_2010.toml", "--epochs", "1", "--device", "cpu",
@@ -51,8 +51,8 @@ def test_validate_run_json_has_every_section(trained_run: Path) -> None:
     names = {variable["name"] for variable in report["univariate"]}
     assert {"mu1_pt", "charge_product", "mass", "pair_pt", "pair_rapidity", "delta_r", "delta_phi"} <= names
     assert set(report["multivariate"]) == {"fpd", "kpd", "classifier_auc", "correlation_frobenius"}
-    # The 2010 file holds 500 distinct events, so its test split is too small for a peak fit;
-    # the section must still be there with a status.
+    # The 2010 file contains 500 distinct events, so its test split may be too small for a peak fit.
+    # The section must still be present, with a status.
     assert report["physics"]["z_peak"]["real"]["status"] in {"ok", "too_few_events"}
     assert report["physics"]["physicality"]
     assert "verdict" in report["memorisation"]
@@ -95,7 +95,7 @@ def test_validate_files_form(shared_data: Path) -> None:
     assert report["memorisation"]["verdict"] == "skipped"
 
 
-def test_validate_without_inputs_is_an_error() -> None:
+def test_validate_without_inputs_fails() -> None:
     result = run_cli("validate")
     assert result.returncode == 5
     assert "give a RUN" in result.stderr

@@ -41,7 +41,8 @@ def test_physicality_clean_events() -> None:
     x = toy_dimuon_events(2_000, seed=0)
     checks = {check.name: check for check in physicality_checks(x, fs, fs.observables(x))}
     assert set(checks) == {"finite", "pt_positive", "phi_range", "allowed_values", "pt_ordering", "pair_mass_squared"}
-    assert all(check.n_failed == 0 for check in checks.values())
+    for name, check in checks.items():
+        assert check.n_failed == 0, name
 
 
 def test_physicality_counts_broken_events() -> None:

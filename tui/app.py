@@ -79,7 +79,7 @@ class CmsgenApp(App[None]):
             self.push_screen(HelpScreen(self.screen))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Show a worker that ended with an unexpected error; the traceback goes to the log file."""
+        """Log and show the error of a worker that failed with an unexpected exception."""
         worker = event.worker
         if event.state == WorkerState.ERROR and worker.error is not None:
             error = worker.error
@@ -90,7 +90,10 @@ class CmsgenApp(App[None]):
             )
 
     def show_error(self, title: str, message: str) -> None:
-        """Show an error in a modal; the detail is expected to be in the log file already."""
+        """Log an error and show it in a modal.
+
+        Callers log the details (such as the traceback) before they call this method.
+        """
         log.error("%s: %s", title, message)
         self.push_screen(ErrorScreen(title, message))
 
@@ -123,7 +126,7 @@ class CmsgenApp(App[None]):
         try:
             self.show_error(
                 "Unexpected error",
-                f"{type(error).__name__}: {error}. The traceback is in the log file; the app keeps running.",
+                f"{type(error).__name__}: {error}. The traceback is in the log file, and the app keeps running.",
             )
-        except Exception:  # noqa: BLE001 - showing the modal failed too: fall back to Textual's handling
+        except Exception:  # noqa: BLE001 - the modal failed too, so fall back to Textual's handling
             super()._handle_exception(error)

@@ -7,8 +7,9 @@ prints it. plotext keeps one global figure, so a lock serialises the
 builds, which lets TUI thread workers call these functions.
 
 This module targets the plotext 6 API (``plotext.figure`` with signals and
-subplots); plotext 5 used module-level functions (``plt.plot``, ``plt.build``)
-and is rejected with a clear message by :func:`_figure`.
+subplots). plotext 5 used module-level functions (``plt.plot``,
+``plt.build``), so :func:`_figure` rejects it with an error that names the
+required version.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _figure() -> Any:
-    """Return plotext's master figure, cleared; raise a clear error on plotext before version 6."""
+    """Return plotext's master figure, cleared and themed.
+
+    Raises RuntimeError when plotext lacks the figure API (versions before 6).
+    """
     import plotext
 
     figure = getattr(plotext, "figure", None)
@@ -81,14 +85,17 @@ def _draw(plot: Any, xs: Sequence[float], ys: Sequence[float], color: str | None
 
 
 def _set_color(signal: Any, color: str) -> None:
-    """Colour a signal when this plotext version offers a colour setter; the theme's sequence colours it otherwise."""
+    """Colour a signal when this plotext version offers a colour setter.
+
+    Without a setter, the theme's colour sequence colours the signal.
+    """
     setter = getattr(signal, "color", None)
     if callable(setter):
         setter(color)
 
 
 def _finish(figure: Any, height: int, colorless: bool) -> str:
-    """Build the figure and return exactly ``height`` lines."""
+    """Build the figure and return it as exactly ``height`` lines, cut or padded with blank lines."""
     text = figure.build().string(colorless=colorless)
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -115,9 +122,9 @@ def render_comparison(
 
     ``hc`` is a :class:`HistogramComparison` or its ``to_dict()`` form (as
     stored in ``validation.json``). The ratio panel takes about a third of
-    the height and shows the y range 0-2 around the ideal line at 1. The
-    default title is the variable name and unit. Readable from 80x24
-    characters.
+    the height (at least 5 lines) and shows the y range 0-2, with ratios
+    clipped to it, around the ideal line at 1. The default title is the
+    variable name and unit. The plot is readable from 80x24 characters.
     """
     _check_size(width, height)
     if isinstance(hc, Mapping):
@@ -174,9 +181,9 @@ def render_lines(
 ) -> str:
     """Plot named (x, y) series as lines, for loss curves.
 
-    ``logy`` draws the y axis on a log scale (points with y <= 0 are left
-    out); ``marker`` is an (x, y) point, such as the best epoch, drawn as a
-    labelled dot.
+    ``logy`` draws the y axis on a log scale and leaves out points with
+    y <= 0. ``marker`` is an (x, y) point, such as the best epoch, drawn as a
+    dot labelled "best". Non-finite points are left out.
     """
     _check_size(width, height)
     with _LOCK:

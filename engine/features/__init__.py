@@ -51,9 +51,9 @@ def load_features(
     """Read a dataset chunk by chunk and return the feature matrix of the selected events.
 
     With ``deduplicate``, a selected event whose (run, event) pair repeats an
-    earlier one is dropped, keeping the first: legacy files such as the 2010
-    dimuon ntuple list the same event in several rows, and duplicates would
-    leak between training and test splits. Layouts without run and event
+    earlier one is dropped, and the first is kept. Legacy files such as the
+    2010 dimuon ntuple list the same event in several rows, and those copies
+    would leak between training and test splits. Layouts without run and event
     numbers are not deduplicated. Raises NoEventsError when no event passes
     the selection.
     """

@@ -39,7 +39,7 @@ KNOWN_KINDS = ("pt", "eta", "phi", "discrete", "real")
 MUON_MASS_GEV = 0.1056583755
 
 # Dequantisation noise spans this fraction of the half gap between neighbouring allowed
-# values, so that float32 rounding can never move a value onto the midpoint between two.
+# values. The 10% margin keeps float32 rounding from moving a value onto the midpoint between two.
 DEQUANTISATION_FRACTION = 0.9
 
 
@@ -166,7 +166,7 @@ class Preprocessing:
     def transform(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Map physical features float [n, d] to standardised model inputs float32 [n, output_dim].
 
-        ``rng`` draws the dequantisation noise. With None, a generator seeded with ``self.seed`` does.
+        ``rng`` draws the dequantisation noise. If it is None, a generator seeded with ``self.seed`` is used.
         """
         x = _as_matrix(x, self.columns)
         self._check_values(x)
@@ -177,8 +177,8 @@ class Preprocessing:
     def inverse(self, z: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Map model outputs float [n, output_dim] back to physical features float64 [n, d].
 
-        ``rng`` draws the global rotation of the leading phi. With None, a generator seeded with
-        ``self.seed`` does. Every phi ends in [-pi, pi) and every discrete value in its allowed set.
+        ``rng`` draws the global rotation of the leading phi. If it is None, a generator seeded with
+        ``self.seed`` is used. Every phi ends in [-pi, pi) and every discrete value in its allowed set.
         """
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 2 or z.shape[1] != self.output_dim:
@@ -280,7 +280,7 @@ class Preprocessing:
     # ------------------------------------------------------------------ internals
 
     def _forward(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Apply every step except standardisation: float64 [n, output_dim]."""
+        """Apply every step except standardisation and return float64 [n, output_dim]."""
         out = np.empty((x.shape[0], self.output_dim), dtype=np.float64)
         lead = x[:, self.columns.index(self.leading_phi)] if self.leading_phi is not None else None
         for j, name in enumerate(self._output_columns):
@@ -392,7 +392,7 @@ def _as_matrix(x: np.ndarray, columns: tuple[str, ...]) -> np.ndarray:
 
 
 def _half_gap(values: Sequence[float]) -> float:
-    """Half the smallest gap between sorted allowed values, or 0.5 for a single value."""
+    """Return half the smallest gap between sorted allowed values, or 0.5 for a single value."""
     if len(values) < 2:
         return 0.5
     return 0.5 * float(np.min(np.diff(np.asarray(values))))

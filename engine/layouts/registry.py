@@ -25,9 +25,9 @@ COLLECTION_KINDS = ("flat", "jagged")
 class FieldSpec:
     """Where one canonical field is stored: a branch name (or template) and an optional transform.
 
-    ``scale`` multiplies the stored value (EDM's ``qx3_`` stores three times the
-    charge); ``first`` takes the first element of a per-event list (EDM's MET is a
-    one-element vector).
+    ``scale`` multiplies the stored value, because EDM's ``qx3_`` stores three
+    times the charge. ``first`` takes the first element of a per-event list,
+    because EDM's MET is a one-element vector.
     """
 
     branch: str
@@ -223,8 +223,9 @@ def get_layout(name: str, extra_files: tuple[str | Path, ...] = ()) -> Layout:
 def detect_layout(branches: set[str], layouts: list[Layout]) -> LayoutChoice | None:
     """Choose the layout whose required branches are all present, preferring the most specific.
 
-    ``branches`` holds the branch names of the main tree and, for files with
-    several trees, names written ``tree/path:branch``.
+    ``branches`` contains the branch names of the main tree and, for files with
+    several trees, names written ``tree/path:branch``. Ties on priority go to the
+    layout that maps more of the present branches.
     """
     candidates = []
     for layout in layouts:

@@ -29,7 +29,7 @@ def model_class(family: str) -> type[GenerativeModel]:
         ConfigError: ``family`` is not one of MODEL_FAMILIES.
     """
     if family not in MODEL_CLASSES:
-        raise ConfigError(f"unknown model family {family!r}; allowed: {', '.join(MODEL_FAMILIES)}")
+        raise ConfigError(f"unknown model family {family!r}: expected one of {', '.join(MODEL_FAMILIES)}")
     return MODEL_CLASSES[family]
 
 

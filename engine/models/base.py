@@ -32,7 +32,7 @@ class Hyperparameter:
         maximum: Largest allowed number.
         exclusive_minimum: Whether ``minimum`` itself is rejected.
         choices: Allowed values of a "str" hyperparameter.
-        help: What the value sets, with its unit.
+        help: Description of what the value sets, with its unit.
     """
 
     default: Any
@@ -62,10 +62,15 @@ class Hyperparameter:
             bounds.append(f"<= {self.maximum:g}")
         if not bounds:
             return noun
-        return f"{noun}, each {' and '.join(bounds)}" if self.kind.endswith("_list") else f"{noun} {' and '.join(bounds)}"
+        if self.kind.endswith("_list"):
+            return f"{noun}, each {' and '.join(bounds)}"
+        return f"{noun} {' and '.join(bounds)}"
 
     def validate(self, family: str, name: str, value: Any) -> Any:
-        """Return ``value`` converted to the canonical type, or raise ConfigError."""
+        """Convert ``value`` to the canonical type of ``kind`` and return it.
+
+        Raises ConfigError, naming ``family`` and ``name``, when the value is invalid.
+        """
 
         def reject() -> ConfigError:
             return ConfigError(
@@ -127,7 +132,7 @@ class GenerativeModel(nn.Module):
 
     Arguments:
         dim: Number of preprocessed features.
-        hyperparameters: Values for the family's ``HYPERPARAMETERS``; the rest take defaults.
+        hyperparameters: Values for the family's ``HYPERPARAMETERS``. Missing ones take their defaults.
 
     Raises:
         ConfigError: ``dim`` is not a positive integer, or a hyperparameter is unknown or invalid.
@@ -186,7 +191,7 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` events [n, dim] in the preprocessed space, in chunks of SAMPLE_CHUNK_SIZE."""
         if not _is_int(n) or n < 0:
-            raise ValueError(f"number of events to sample must be a non-negative integer, got {n!r}")
+            raise ValueError(f"invalid number of events to sample {n!r}: expected a non-negative integer")
         was_training = self.training
         self.eval()
         try:

@@ -52,7 +52,7 @@ class SplineFlow(GenerativeModel):
         super().__init__(dim, **hyperparameters)
         hp = self._hyperparameters
 
-        # A coupling layer needs at least two features to split; with one feature the
+        # A coupling layer needs at least two features to split. With one feature, the
         # autoregressive form is the same single pass.
         passes = None if hp["autoregressive"] or dim < 2 else 2
         self.flow = zuko.flows.NSF(
@@ -68,7 +68,7 @@ class SplineFlow(GenerativeModel):
         return self.flow().log_prob(x)
 
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
-        """Take one maximum-likelihood step; return ``nll`` (nats per event), ``loss`` and ``grad_norm``."""
+        """Take one maximum-likelihood step and return ``nll`` (nats per event), ``loss`` and ``grad_norm``."""
         self._check_batch(batch)
         if not self.optimizers:
             raise RuntimeError("call configure_optimizers before training_step")
@@ -81,7 +81,7 @@ class SplineFlow(GenerativeModel):
         return {"nll": nll_value, "loss": nll_value, "grad_norm": grad_norm_value}
 
     def _sample_chunk(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        # The base distribution of zuko's NSF is a standard normal, so drawing it with our own
+        # The base distribution of zuko's NSF is a standard normal, so drawing it with the caller's
         # generator and inverting the transform keeps sampling reproducible.
         distribution = self.flow()
         return distribution.transform.inv(self._noise((n, self.dim), generator))

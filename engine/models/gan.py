@@ -33,7 +33,7 @@ class WGANGP(GenerativeModel):
         critic_features: Hidden layer widths of the critic.
         n_critic: Critic steps per generator step.
         gp_lambda: Weight of the gradient penalty.
-        mmd_weight: Weight of the mass MMD term in the generator loss; 0 turns it off.
+        mmd_weight: Weight of the mass MMD term in the generator loss. 0 turns it off.
         mmd_bandwidths: Gaussian kernel widths of the MMD, in GeV of invariant mass.
         ema_decay: Decay of the generator weight EMA per generator step.
         grad_clip: Maximum gradient L2 norm of each network.
@@ -63,7 +63,7 @@ class WGANGP(GenerativeModel):
     }
     TRAINING_DEFAULTS: ClassVar[dict[str, float | int]] = {"lr": 2e-4, "batch_size": 256, "steps": 20_000}
 
-    # Adam momenta from Gulrajani et al. (2017), Algorithm 1.
+    # Adam betas (beta1, beta2) from Gulrajani et al. (2017), Algorithm 1.
     ADAM_BETAS: ClassVar[tuple[float, float]] = (0.5, 0.9)
 
     def __init__(self, dim: int, **hyperparameters: Any) -> None:
@@ -85,7 +85,7 @@ class WGANGP(GenerativeModel):
         self.register_buffer("last_generator_losses", torch.zeros(2))
 
     def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> list[torch.optim.Optimizer]:
-        """Create Adam optimizers for the critic and the generator (in that order)."""
+        """Create AdamW optimizers with ``ADAM_BETAS`` for the critic and the generator, in that order."""
         check_learning_rate(lr, weight_decay)
         self.optimizers = [
             torch.optim.AdamW(self.critic.parameters(), lr=lr, betas=self.ADAM_BETAS, weight_decay=weight_decay),

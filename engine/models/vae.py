@@ -37,7 +37,7 @@ class VAE(GenerativeModel):
         encoder_features: Hidden layer widths of the encoder.
         decoder_features: Hidden layer widths of the decoder.
         beta: Final weight of the KL term.
-        kl_warmup_steps: Steps over which the KL weight rises from 0 to ``beta``; 0 starts at ``beta``.
+        kl_warmup_steps: Steps over which the KL weight rises from 0 to ``beta``. 0 starts at ``beta``.
         decoder_variance: "learned" (one trained standard deviation per feature) or "fixed".
         fixed_std: Decoder standard deviation with ``decoder_variance = "fixed"``, in standardised units.
         sample_noise: Whether samples include the decoder's Gaussian noise.
@@ -91,7 +91,7 @@ class VAE(GenerativeModel):
         return self.beta * min(1.0, max(step, 0) / self.kl_warmup_steps)
 
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
-        """Take one step on the negative ELBO.
+        """Take one optimizer step on the negative ELBO and return the losses.
 
         Returns ``reconstruction`` (Gaussian negative log-likelihood per event, nats), ``kl``
         (per event, nats), ``beta`` (the KL weight used), ``loss`` and ``grad_norm``.

@@ -1,4 +1,4 @@
-"""Streaming accumulators for the missing-field report: each sees one chunk at a time."""
+"""Streaming accumulators for the missing-field report, updated one chunk at a time."""
 
 from __future__ import annotations
 

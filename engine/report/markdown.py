@@ -21,37 +21,45 @@ def render_markdown(report: Any) -> str:
     lines = ["# Missing-field report", ""]
     layout = data["layout"]
     lines += [f"- Layout: **{layout['name'] or 'none'}**: {layout['reason']}", f"- Events read: {data['n_events']:,}", ""]
+
     lines += ["## Files", ""]
     lines += _table(
         ["file", "format", "layout", "entries", "readable", "problem"],
         [[f["path"], f["format"], f["layout"] or "-", f["entries"], "yes" if f["readable"] else "no", f["error"] or ""] for f in data["dataset"]["files"]],
     )
+
     lines += ["## Canonical fields", ""]
     lines += _table(
         ["collection", "field", "status", "from", "how"],
         [[r["collection"], r["field"], r["status"], ", ".join(r["source"][:4]) + (" ..." if len(r["source"]) > 4 else ""), r["derivation"]] for r in data["fields"]],
     )
+
     lines += ["## Value quality", ""]
     lines += _table(
         ["collection", "field", "values", "null", "NaN", "inf", "sentinel", "out of range", "rule"],
         [[q["collection"], q["field"], q["n"], q["null"], q["nan"], q["inf"], q["sentinel"], q["out_of_range"], q["rule"]] for q in data["quality"]],
     )
+
     lines += ["## Stored against derived", ""]
     lines += _table(
         ["check", "collection", "compared", "disagree", "tolerance"],
         [[c["check"], c["collection"], c["n_compared"], c["n_disagree"], c["tolerance"]] for c in data["consistency"]],
     )
+
     duplicates = data["duplicates"]
+
     lines += ["## Duplicate events", ""]
     if duplicates["checked"]:
         lines += [f"{duplicates['n_duplicates']} rows repeat a (run, event) pair already seen, out of {duplicates['n_events_checked']:,}.", ""]
     else:
         lines += ["Not checked: the layout stores no run and event numbers.", ""]
+
     lines += ["## Multiplicities", ""]
     lines += _table(
         ["collection", "events", "empty", "mean", "histogram"],
         [[name, m["events"], m["empty"], f"{m['mean']:.2f}", ", ".join(f"{k}:{v}" for k, v in m["histogram"].items())] for name, m in data["multiplicities"].items()],
     )
+
     lines += ["## Unreadable", ""]
     unreadable = data["unreadable"]
     lines += _table(
@@ -60,16 +68,20 @@ def render_markdown(report: Any) -> str:
     )
     if len(unreadable) > 200:
         lines += [f"... and {len(unreadable) - 200} more in the JSON report.", ""]
+
     lines += ["## Drift between files", ""]
     lines += _table(
         ["file", "missing", "extra", "type changes"],
         [[d["file"], ", ".join(d["missing"]), ", ".join(d["extra"]), ", ".join(t["branch"] for t in d["type_changes"])] for d in data["drift"]],
     )
+
     if data["cleaning"]:
         lines += ["## Cleaning", ""]
         lines += [f"- {c['file']}: {c['action']}" for c in data["cleaning"]] + [""]
+
     if data["notes"]:
         lines += ["## Notes", ""] + [f"- {note}" for note in data["notes"]] + [""]
+
     lines += ["## Verdict", ""]
     lines += _table(
         ["feature set", "trainable", "events", "reason"],

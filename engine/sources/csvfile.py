@@ -2,7 +2,7 @@
 
 Headers seen in the wild carry a byte-order mark, spaces around names,
 trailing delimiters (empty column names) and ``;;;`` tails left by
-spreadsheet exports. Each fix is recorded so the report can say what was
+spreadsheet exports. Each fix is recorded, so the report lists what was
 cleaned.
 """
 
@@ -57,6 +57,7 @@ def read_header(path: Path) -> CsvHeader:
     if not line.strip():
         raise UnreadableFileError(f"The CSV file {path} is empty or has an empty header line; pass a CSV with a header row.")
     cleaning: list[str] = []
+
     if line.startswith(BOM):
         line = line[len(BOM):]
         cleaning.append("removed a UTF-8 byte-order mark from the header")
@@ -68,6 +69,7 @@ def read_header(path: Path) -> CsvHeader:
         cleaning.append(f"removed a trailing '{line.rstrip()[len(stripped):]}' tail from the header and the rows")
         strip_tail = ";"
         line = stripped
+
     raw_names = line.split(delimiter)
     names: list[str] = []
     keep: list[int] = []
@@ -86,6 +88,7 @@ def read_header(path: Path) -> CsvHeader:
         cleaning.append(f"stripped spaces or quotes around {stripped_names} column names")
     if empty:
         cleaning.append(f"dropped {empty} empty column(s) left by trailing delimiters")
+
     if not names:
         raise UnreadableFileError(f"The CSV file {path} has no column names in its header; add a header row.")
     duplicates = {n for n in names if names.count(n) > 1}

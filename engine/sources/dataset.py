@@ -125,8 +125,8 @@ def _judge_unreadable(entry: FileEntry, root_file: Any) -> None:
         return
     if is_rntuple(tree):
         return  # RNTuple fields are judged when read
-    # Judge leaves; a split parent with no data of its own (a struct read as a
-    # group of its leaves) is unreadable when one of its leaves is.
+    # Leaves are judged one by one. A split parent with no data of its own (a
+    # struct read as a group of its leaves) is unreadable when one of its leaves is.
     bad_parents: dict[str, str] = {}
     for branch in tree.itervalues(recursive=True):
         if branch.branches:
@@ -203,7 +203,7 @@ class Dataset:
         if self.layout is None:
             names = ", ".join(str(f.path) for f in self.files[:3])
             raise UnreadableFileError(
-                f"No known layout matches the branches of {names}; add a layout TOML file (--layout FILE) that maps its branches."
+                f"No known layout matches the branches of {names}; write a layout TOML file that maps its branches and pass it with --layout-file FILE."
             )
         remaining = max_events
         for entry in self.readable_files:
@@ -315,8 +315,8 @@ def open_dataset(
 ) -> Dataset:
     """Open files, globs or directories as one dataset and choose its layout.
 
-    ``layout`` forces a layout by name or object; otherwise each file's layout is
-    detected from its branch names and the dataset takes the most common one.
+    ``layout`` forces a layout by name or object. Without it, each file's layout
+    is detected from its branch names, and the dataset takes the most common one.
     Raises DataNotFoundError for missing paths and UnreadableFileError when no
     file can be read at all; single bad files are kept with their ``error``.
     """

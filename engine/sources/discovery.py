@@ -49,7 +49,7 @@ def discover_files(paths: list[str | Path] | tuple[str | Path, ...] | str | Path
             files = sorted(p for p in path.rglob("*") if p.is_file() and file_format(p))
             if not files:
                 raise DataNotFoundError(
-                    f"The directory {path} holds no .root, .csv or .parquet file; pass a directory with data files."
+                    f"The directory {path} contains no .root, .csv or .parquet file; pass a directory with data files."
                 )
             for file in files:
                 found[file] = DataFile(file, file_format(file) or "root")

@@ -1,16 +1,16 @@
 """Structure of data files: ROOT directories, TTrees and RNTuples, CSV and Parquet tables.
 
-``inspect_file`` lists what a file contains without reading its data: for each
-TTree branch the type, sizes, compression and whether uproot can read it. The
-readability judgement uses the branch's uproot interpretation and, only for
-object branches (``AsObjects``, ``AsStridedObjects``) where the interpretation
-alone cannot tell, a read of the first entry, which reads the first basket.
-A file that cannot be opened is returned with ``error`` set, so a dataset of
-many files is inspected even when some are broken.
+``inspect_file`` lists what a file contains without reading its data. For each
+TTree branch it records the type, sizes, compression and whether uproot can read
+it. Readability is judged from the branch's uproot interpretation. For object
+branches (``AsObjects``, ``AsStridedObjects``) the interpretation alone cannot
+tell, so those branches also get a read of the first entry, which reads the
+first basket. A file that cannot be opened is returned with ``error`` set, so a
+dataset of many files is inspected even when some are broken.
 
-Compression of a TTree branch comes from the branch's ``fCompress`` setting,
-as written by ROOT; RNTuple pages carry their own ``compression_settings``;
-Parquet columns from the row-group metadata. CSV files are not compressed.
+The compression of a TTree branch comes from the branch's ``fCompress`` setting,
+as written by ROOT. RNTuple pages carry their own ``compression_settings``, and
+Parquet columns take theirs from the row-group metadata. CSV files are not compressed.
 """
 
 from __future__ import annotations
@@ -83,7 +83,10 @@ class BranchStructure:
 
 @dataclass
 class ObjectStructure:
-    """A directory, TTree, RNTuple or table inside a file; ``entries`` is None for a directory."""
+    """Directory, TTree, RNTuple or table inside a file.
+
+    ``entries`` is None for a directory and for a TTree or RNTuple whose header cannot be read.
+    """
 
     path: str
     kind: str  # "directory" | "tree" | "rntuple" | "table"
@@ -131,7 +134,7 @@ class FileStructure:
         return [item for item in self.objects if item.kind != "directory"]
 
     def find(self, object_path: str) -> ObjectStructure:
-        """Return the object at ``object_path``; raise ``KeyError`` when absent."""
+        """Return the object at ``object_path``, or raise ``KeyError`` when there is none."""
         for item in self.objects:
             if item.path == object_path:
                 return item
@@ -142,6 +145,7 @@ class FileStructure:
 
 
 def _format_of(path: Path) -> str:
+    """Return the format of a file from its suffix. Any suffix but .csv and .parquet is read as ROOT."""
     suffix = path.suffix.lower()
     return {".root": "root", ".csv": "csv", ".parquet": "parquet"}.get(suffix, "root")
 
@@ -182,8 +186,9 @@ def inspect_path(path: str | Path) -> list[FileStructure]:
 
 
 def inspect_file(path: str | Path) -> FileStructure:
-    """Inspect one file; a file that cannot be opened comes back with ``error`` set, not raised.
+    """Inspect one file and return its structure.
 
+    A file that cannot be opened is returned with ``error`` set instead of raising.
     Raise ``DataNotFoundError`` only when ``path`` does not exist.
     """
     file_path = Path(path).expanduser()
@@ -220,6 +225,7 @@ def _describe_open_error(path: Path, error: Exception) -> str:
 
 
 def _open_root(path: Path) -> uproot.ReadOnlyDirectory:
+    """Open a ROOT file with memory mapping, or raise ``UnreadableFileError`` with a one-sentence reason."""
     try:
         return uproot.open(path, handler=uproot.source.file.MemmapSource)
     except Exception as error:  # noqa: BLE001 - uproot raises many types for damaged files
@@ -228,6 +234,7 @@ def _open_root(path: Path) -> uproot.ReadOnlyDirectory:
 
 
 def _inspect_root(path: Path, structure: FileStructure) -> None:
+    """Add the directories, TTrees and RNTuples of a ROOT file to ``structure``, or set its ``error``."""
     try:
         handle = _open_root(path)
     except UnreadableFileError as error:
@@ -276,6 +283,7 @@ def _compression_name(code: int | None) -> str | None:
 
 
 def _inspect_tree(path: Path, handle: uproot.ReadOnlyDirectory, key: str, object_path: str, file_compression: str | None) -> ObjectStructure:
+    """Describe one TTree and its branches. A damaged TTree header becomes a note, not an error."""
     try:
         tree = handle[key]
         entries = int(tree.num_entries)
@@ -311,7 +319,10 @@ def _interpretation_verdict(branch: Any) -> tuple[Any, str | None, bool]:
 
 
 def _probe_first_entry(branch: Any, entries: int) -> str | None:
-    """Read the first entry of an object branch; return the failure reason, or None when it reads."""
+    """Read the first entry of an object branch and return the failure reason, or None when the read succeeds.
+
+    A branch without entries or baskets is not read and also returns None.
+    """
     if entries == 0 or branch.num_baskets == 0:
         return None
     try:
@@ -363,6 +374,7 @@ def _short_interpretation(interpretation: Any) -> str:
 
 
 def _inspect_rntuple(path: Path, handle: uproot.ReadOnlyDirectory, key: str, object_path: str) -> ObjectStructure:
+    """Describe one RNTuple and its fields. A header that cannot be read becomes a note, not an error."""
     try:
         ntuple = handle[key]
         entries = int(ntuple.num_entries)
@@ -379,10 +391,11 @@ def _inspect_rntuple(path: Path, handle: uproot.ReadOnlyDirectory, key: str, obj
 
 
 def _rntuple_field_sizes(ntuple: Any) -> dict[int, tuple[int, int, str | None]]:
-    """Sum page sizes per field id: (compressed bytes, uncompressed bytes, compression).
+    """Return (compressed bytes, uncompressed bytes, compression) per field id, summed over the pages.
 
-    Uses uproot's page list and column records; uncompressed bytes are elements
-    times the column's bit width. Sizes of sub-fields are added to their parents.
+    The sizes come from uproot's page list and column records. Uncompressed bytes
+    are the element count times the column's bit width, divided by 8. Sizes of
+    sub-fields are added to their parents.
     A projected field (an alias, as in RNTuples converted from NanoAOD) gets the
     sizes of the physical columns it points to, so those bytes count under
     both fields. Returns an empty dict when uproot's RNTuple internals differ
@@ -431,6 +444,7 @@ def _rntuple_field_sizes(ntuple: Any) -> dict[int, tuple[int, int, str | None]]:
 
 
 def _inspect_field(item: Any, path: str, sizes: dict[int, tuple[int, int, str | None]]) -> BranchStructure:
+    """Describe an RNTuple field and its sub-fields, and judge whether uproot can build its type."""
     children = [_inspect_field(child, f"{path}/{child.name}", sizes) for child in item.fields]
     compressed, uncompressed, compression = sizes.get(item.field_id, (None, None, None))
     if compression is None:
@@ -490,7 +504,7 @@ def read_branch_values(path: str | Path, object_path: str, branch: str, max_entr
             log.debug("reading %s:%s/%s failed", file_path, object_path, branch, exc_info=True)
             raise UnreadableFileError(
                 f"The branch {branch!r} of {object_path!r} in {file_path} cannot be read "
-                f"({type(error).__name__}); choose another branch, this type needs the software that wrote it."
+                f"({type(error).__name__}); choose another branch, because this type needs the software that wrote it."
             ) from error
 
     return _flatten_numeric(values, f"The branch {branch!r} of {object_path!r} in {file_path}")
@@ -537,6 +551,7 @@ def _csv_header_notes(path: Path) -> tuple[list[str], list[str]]:
 
 
 def _inspect_csv(path: Path, structure: FileStructure) -> None:
+    """Add the table of a CSV file, with its column types and header notes, to ``structure``, or set its ``error``."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -556,7 +571,8 @@ def _inspect_csv(path: Path, structure: FileStructure) -> None:
         if rows == 0:
             structure.error = f"The file {path} is not a readable CSV table ({first_line}); give a comma-separated file with a header line."
             return
-        # pyarrow infers types from the first block only; a later block that disagrees fails, so count rows as text.
+        # pyarrow infers the column types from the first block only, so a later block that disagrees fails.
+        # Count the rows again with every column read as text.
         notes.append(f"column types change after row {rows} ({first_line}); the types shown are from the first block")
         text_types = {name.strip(): pa.string() for name in names}
         try:
@@ -592,6 +608,7 @@ def _inspect_csv(path: Path, structure: FileStructure) -> None:
 
 
 def _inspect_parquet(path: Path, structure: FileStructure) -> None:
+    """Add the table of a Parquet file, with sizes and codecs per top-level column, to ``structure``, or set its ``error``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

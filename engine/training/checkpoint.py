@@ -1,6 +1,6 @@
 """Checkpoints: atomic writes, and random-number-generator states in a ``weights_only`` form.
 
-A checkpoint holds only tensors and plain Python containers (model state, optimiser
+A checkpoint contains only tensors and plain Python containers (model state, optimiser
 and scheduler states, generator states, step, epoch, best metric), so that
 ``torch.load(path, weights_only=True)`` reads it without unpickling arbitrary objects.
 """
@@ -36,18 +36,18 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         os.replace(temporary, path)
     except OSError as error:
         raise RunFailedError(
-            f"could not write checkpoint {path}: {error.strerror or error}; "
-            + ("free disk space" if error.errno == errno.ENOSPC else "check that the run directory is writable")
-            + ", then resume the run"
+            f"could not write checkpoint {path}: {error.strerror or error}. "
+            + ("Free disk space" if error.errno == errno.ENOSPC else "Check that the run directory is writable")
+            + ", then resume the run."
         ) from error
     finally:
         temporary.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` onto the CPU."""
+    """Load a checkpoint onto the CPU with ``weights_only=True`` and return its state dict."""
     if not path.is_file():
-        raise UnreadableFileError(f"checkpoint {path} not found; the run may not have saved one yet")
+        raise UnreadableFileError(f"checkpoint {path} not found. The run may not have saved one yet.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError) as error:
@@ -114,8 +114,8 @@ def restore_rng_states(states: dict[str, Any], batch_generator: torch.Generator)
             torch.cuda.set_rng_state_all(saved)
         else:
             log.warning(
-                "the checkpoint has %d CUDA generator states but %d devices are visible; "
-                "CUDA random numbers will not continue exactly",
+                "the checkpoint has %d CUDA generator states but %d devices are visible, "
+                "so CUDA random numbers will not continue exactly",
                 len(saved),
                 torch.cuda.device_count(),
             )

@@ -50,7 +50,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Optimisation settings. ``lr`` is the learning rate; fractions are of the selected events."""
+    """Optimisation settings. ``lr`` is the learning rate, and the fractions are shares of the selected events."""
 
     epochs: int = 20
     batch_size: int = 256
@@ -123,7 +123,7 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         text = config_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {config_path} not found; give the path of a TOML training config") from None
+        raise ConfigError(f"config file {config_path} not found. Give the path of a TOML training config.") from None
     except OSError as error:
         raise ConfigError(f"config file {config_path} cannot be read: {error.strerror}") from None
     try:
@@ -134,11 +134,14 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def parse_config(table: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> RunConfig:
-    """Validate a config table (as read by ``tomllib``); relative data paths resolve against ``base_dir``."""
+    """Validate a config table as read by ``tomllib``.
+
+    Relative data paths are resolved against ``base_dir``.
+    """
     _reject_unknown(table, SECTIONS, prefix="")
     for name in ("data", "model"):
         if name not in table:
-            raise ConfigError(f"config section [{name}] is missing; add it (see sample_configs/ for examples)")
+            raise ConfigError(f"config section [{name}] is missing. Add it (see sample_configs/ for examples).")
     for name in SECTIONS:
         if name in table and not isinstance(table[name], Mapping):
             raise ConfigError(f"{name} = {table[name]!r} is invalid: expected a table [{name}]")
@@ -184,8 +187,10 @@ def _resolve_path(path: str, base_dir: Path) -> str:
     expanded = Path(path).expanduser()
     if expanded.is_absolute():
         return str(expanded)
-    # Globs stay globs: only the folder part is joined, nothing is matched here.
-    return str((base_dir / expanded).resolve()) if not any(c in path for c in "*?[") else str(base_dir / expanded)
+    # A glob is joined to base_dir but not resolved or matched here, so it stays a pattern.
+    if any(c in path for c in "*?["):
+        return str(base_dir / expanded)
+    return str((base_dir / expanded).resolve())
 
 
 def _parse_model(section: Mapping[str, Any]) -> ModelConfig:
@@ -269,8 +274,8 @@ def _is_plain(value: Any) -> bool:
 def dumps_toml(table: Mapping[str, Any]) -> str:
     """Serialise nested tables of strings, numbers, booleans and lists as TOML.
 
-    Only the types that configs use are supported: a value of another type raises
-    ``TypeError``. ``tomllib.loads(dumps_toml(t)) == t`` for such tables.
+    Only the types that configs use are supported, and a value of another type raises
+    ``TypeError``. For supported tables, ``tomllib.loads(dumps_toml(t)) == t``.
     """
     lines: list[str] = []
     _write_table(lines, table, prefix="")

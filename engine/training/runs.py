@@ -78,7 +78,7 @@ class RunDirectory:
 
     @property
     def name(self) -> str:
-        """The run's name: the folder name."""
+        """Name of the run, which is its folder name."""
         return self.path.name
 
     @property
@@ -138,7 +138,7 @@ class RunDirectory:
             status["state"] = "unknown"
         elif state == "running" and isinstance(status.get("pid"), int) and not _process_alive(status["pid"]):
             status["state"] = "unknown"
-            status["message"] = f"process {status['pid']} is no longer running; the run can be resumed"
+            status["message"] = f"process {status['pid']} is no longer running. The run can be resumed."
         return status
 
     def _unknown_status(self, message: str) -> dict[str, Any]:
@@ -186,7 +186,7 @@ class RunDirectory:
             with np.load(self.data_path, allow_pickle=False) as data:
                 return np.asarray(data[split], dtype=np.float64)
         except FileNotFoundError:
-            raise DataNotFoundError(f"{self.data_path} not found; the run has not saved its data splits yet") from None
+            raise DataNotFoundError(f"{self.data_path} not found. The run has not saved its data splits yet.") from None
         except (OSError, ValueError, KeyError) as error:
             raise UnreadableFileError(f"{self.data_path} cannot be read: {error}") from None
 
@@ -196,7 +196,7 @@ class RunDirectory:
             with np.load(self.data_path, allow_pickle=False) as data:
                 return tuple(str(name) for name in data["columns"])
         except FileNotFoundError:
-            raise DataNotFoundError(f"{self.data_path} not found; the run has not saved its data splits yet") from None
+            raise DataNotFoundError(f"{self.data_path} not found. The run has not saved its data splits yet.") from None
 
     def preprocessing(self) -> Any:
         """Return the fitted ``Preprocessing`` of the run."""
@@ -205,12 +205,12 @@ class RunDirectory:
         try:
             return Preprocessing.from_dict(json.loads(self.preprocessing_path.read_text(encoding="utf-8")))
         except FileNotFoundError:
-            raise DataNotFoundError(f"{self.preprocessing_path} not found; the run has not started training") from None
+            raise DataNotFoundError(f"{self.preprocessing_path} not found. The run has not started training.") from None
         except (OSError, ValueError) as error:
             raise UnreadableFileError(f"{self.preprocessing_path} cannot be read: {error}") from None
 
     def load_model(self, checkpoint: str = "best", device: str = "cpu") -> torch.nn.Module:
-        """Build the run's model and load the weights of ``checkpoint`` ("best" or "last").
+        """Build the run's model, load the weights of ``checkpoint`` ("best" or "last") and return it in eval mode.
 
         When "best" is requested but only "last" exists (the run stopped before its first
         validation), "last" is used and a warning is logged.
@@ -220,10 +220,10 @@ class RunDirectory:
 
         path = self.checkpoint_path(checkpoint)
         if not path.is_file() and checkpoint == "best" and self.checkpoint_path("last").is_file():
-            log.warning("%s has no best checkpoint yet; using the last one", self.path)
+            log.warning("%s has no best checkpoint yet, so the last one is used", self.path)
             path = self.checkpoint_path("last")
         if not path.is_file():
-            raise DataNotFoundError(f"checkpoint {path} not found; the run has not saved one yet")
+            raise DataNotFoundError(f"checkpoint {path} not found. The run has not saved one yet.")
 
         model_table = dict(self.config()["model"])
         family = model_table.pop("family")
@@ -237,8 +237,8 @@ class RunDirectory:
     def sample(self, n: int, seed: int = 0, checkpoint: str = "best", device: str = "cpu") -> np.ndarray:
         """Generate ``n`` events with the model of ``checkpoint``, float64 [n, d] in physical units.
 
-        Sampling happens in the preprocessed space in chunks of ``SAMPLE_CHUNK`` events and is
-        inverted with the run's fitted preprocessing; ``seed`` fixes the result.
+        Sampling happens in the preprocessed space in chunks of ``SAMPLE_CHUNK`` events, and the
+        run's fitted preprocessing maps the result back. The same ``seed`` gives the same events.
         """
         import torch
 

@@ -50,7 +50,7 @@ def make_splits(
     if n_train < 1:
         raise NoEventsError(
             f"only {n} events are selected, too few for a validation split of {n_val} and a test split "
-            f"of {n_test}; use more data or smaller training.val_fraction and training.test_fraction"
+            f"of {n_test}. Use more data or smaller training.val_fraction and training.test_fraction."
         )
 
     order = np.random.default_rng(seed).permutation(n)

@@ -1,9 +1,9 @@
 """The training loop: data on the device once, batches cut from on-device permutations.
 
-``start_run`` creates a run directory and returns a ``Trainer``; ``resume_run`` reopens one
+``start_run`` creates a run directory and returns a ``Trainer``, and ``resume_run`` reopens one
 from its last checkpoint. ``Trainer.run()`` trains until the configured number of epochs,
 a stop request (SIGINT, SIGTERM or ``request_stop``) or a non-finite loss, and writes
-``metrics.jsonl``, ``status.json`` and the checkpoints as it goes.
+``metrics.jsonl``, ``status.json`` and the checkpoints while it trains.
 
 Example::
 
@@ -58,8 +58,8 @@ class Progress:
     """One update sent to the progress callback.
 
     ``kind`` is "start", "step" (a logged step), "epoch" (an epoch ended, ``record`` has
-    ``w1_mass``) or "end". ``record`` is the line written to ``metrics.jsonl`` (empty for
-    "start" and "end"); ``status`` is the content of ``status.json`` at that moment.
+    ``w1_mass``) or "end". ``record`` is the line written to ``metrics.jsonl``, empty for
+    "start" and "end". ``status`` is the content of ``status.json`` at that moment.
     """
 
     kind: str
@@ -108,9 +108,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device = 'cuda' is invalid: no CUDA device is available; use 'auto' or 'cpu'")
+        raise ConfigError("training.device = 'cuda' is invalid: no CUDA device is available. Use 'auto' or 'cpu'.")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("training.device = 'mps' is invalid: no MPS device is available; use 'auto' or 'cpu'")
+        raise ConfigError("training.device = 'mps' is invalid: no MPS device is available. Use 'auto' or 'cpu'.")
     return torch.device(name)
 
 
@@ -141,7 +141,7 @@ def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConf
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(
-            f"runs directory {root} cannot be created: {error.strerror or error}; choose a writable --run-dir"
+            f"runs directory {root} cannot be created: {error.strerror or error}. Choose a writable --run-dir."
         ) from None
 
     path = root / name
@@ -152,12 +152,12 @@ def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConf
         except FileExistsError:
             if explicit:
                 raise ConfigError(
-                    f"run directory {path} already exists; choose another --name, or continue it with --resume {path}"
+                    f"run directory {path} already exists. Choose another --name, or continue it with --resume {path}"
                 ) from None
             path = root / f"{name}-{suffix}"
         except OSError as error:
             raise ConfigError(
-                f"run directory {path} cannot be created: {error.strerror or error}; choose a writable --run-dir"
+                f"run directory {path} cannot be created: {error.strerror or error}. Choose a writable --run-dir."
             ) from None
     try:
         (path / "checkpoints").mkdir()
@@ -194,7 +194,7 @@ def resume_run(
     status = run.status()
     if status["state"] == "running":
         raise ConfigError(
-            f"run {run.path} is still running (process {status.get('pid')}); stop it before resuming"
+            f"run {run.path} is still running (process {status.get('pid')}). Stop it before resuming."
         )
     config = parse_config(run.config(), base_dir=run.path).with_overrides(epochs=epochs, device=device)
     return Trainer(config, run, resume=True, callback=callback)
@@ -204,7 +204,7 @@ class Trainer:
     """Train one model in one run directory.
 
     Arguments:
-        config: The validated config; its ``training`` section sets the loop.
+        config: The validated config. Its ``training`` section sets the loop.
         run: The run directory, empty for a new run, or with a checkpoint when ``resume``.
         resume: Whether to continue from ``checkpoints/last.pt``.
         callback: Called with a ``Progress`` at the start, on each logged step, at each
@@ -235,12 +235,12 @@ class Trainer:
     # ----------------------------------------------------------------- public API
 
     def request_stop(self, reason: str = "stop requested") -> None:
-        """Ask the loop to stop after the current step, save a checkpoint and return "stopped"."""
+        """Request a stop: the loop ends after the current step, saves a checkpoint and returns "stopped"."""
         self._stop_reason = reason
         self._stop_requested.set()
 
     def run(self) -> TrainResult:
-        """Train to the end, or until a stop request; return how it ended.
+        """Train to the last epoch or until a stop request, and return how training ended.
 
         Raises:
             RunFailedError: A loss became non-finite, or a file of the run could not be written.
@@ -268,7 +268,7 @@ class Trainer:
         try:
             return self._loop()
         except KeyboardInterrupt:
-            self._write_status_quietly(state="stopped", message="interrupted; the last checkpoint is kept")
+            self._write_status_quietly(state="stopped", message="interrupted, the last checkpoint is kept")
             raise
         except RunFailedError as error:
             self._fail_quietly(error.message)
@@ -389,7 +389,7 @@ class Trainer:
         return invariant_mass(x, self.splits.columns)
 
     def _attach_mass_function(self) -> None:
-        """Give the model a differentiable mass of preprocessed batches, when it takes one."""
+        """Set the model's differentiable mass function when the model and the feature set support one."""
         if not hasattr(self.model, "set_mass_function"):
             return
         from cmsgen.engine.features.preprocessing import make_dimuon_mass_function
@@ -460,9 +460,9 @@ class Trainer:
         return self._result("finished", message)
 
     def _epoch_permutation(self) -> torch.Tensor:
-        """Draw this epoch's permutation of the training rows on the device.
+        """Draw this epoch's permutation of the training rows on the device and return it.
 
-        The generator state before the draw is kept, so a checkpoint written mid-epoch can
+        The generator state before the draw is stored, so a run resumed from a mid-epoch checkpoint can
         redraw the same permutation on resume.
         """
         position = self.position
@@ -523,15 +523,15 @@ class Trainer:
             if not math.isfinite(value):
                 last = self.run_dir.checkpoint_path("last")
                 raise RunFailedError(
-                    f"{name} = {value} at step {self.position.step} is not finite; training stopped and the last "
-                    f"good checkpoint {last} is kept; lower training.lr or check the data"
+                    f"{name} = {value} at step {self.position.step} is not finite. Training stopped and the last "
+                    f"good checkpoint {last} is kept. Lower training.lr or check the data."
                 )
 
     def _stop(self, save: bool = True) -> TrainResult:
         position = self.position
         if save:
             self._save("last")
-        message = f"stopped at step {position.step} ({self._stop_reason}); resume with --resume {self.run_dir.path}"
+        message = f"stopped at step {position.step} ({self._stop_reason}). Resume with --resume {self.run_dir.path}"
         self._write_status(state="stopped", message=message, force=True)
         self._notify("end", {})
         log.info("run %s %s", self.run_dir.path, message)
@@ -655,7 +655,7 @@ class Trainer:
         if int(state["dim"]) != self.dim:
             raise ConfigError(
                 f"checkpoint of run {self.run_dir.path} has {state['dim']} features but the preprocessing "
-                f"gives {self.dim}; the run directory is inconsistent"
+                f"gives {self.dim}, so the run directory is inconsistent"
             )
         self.model.load_state_dict(state["model"])
         for optimizer, optimizer_state in zip(self.optimizers, state["optimizers"], strict=True):
@@ -677,8 +677,8 @@ class Trainer:
         )
         if self.position.epoch >= self.config.training.epochs:
             raise ConfigError(
-                f"run {self.run_dir.path} already trained {self.position.epoch} epochs; "
-                "pass --epochs with a larger number to train further"
+                f"run {self.run_dir.path} already trained {self.position.epoch} epochs. "
+                "Pass --epochs with a larger number to train further."
             )
 
     # ----------------------------------------------------------------- signals
@@ -717,7 +717,7 @@ def _write_text_atomic(text: str, path: Path) -> None:
 
 def _write_error(path: Path, error: OSError) -> RunFailedError:
     hint = "free disk space" if error.errno == errno.ENOSPC else "check that the run directory is writable"
-    return RunFailedError(f"could not write {path}: {error.strerror or error}; {hint}, then resume the run")
+    return RunFailedError(f"could not write {path}: {error.strerror or error}. {hint.capitalize()}, then resume the run.")
 
 
 def _message_of(error: BaseException) -> str:

@@ -1,7 +1,7 @@
 """Histograms of real and generated events for plots and binned statistics.
 
-Everything here is plain numbers (numpy arrays and dataclasses), so the TUI,
-the JSON report and the binned tests share one binning.
+Everything here is plain numbers (numpy arrays and dataclasses), so that the
+TUI, the JSON report and the binned tests share one binning.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ Z_MASS_RANGE = (60.0, 120.0)
 class Histogram1D:
     """Counts of one sample on fixed edges.
 
-    ``edges`` has shape [bins + 1]; ``counts`` and ``errors`` (Poisson,
+    ``edges`` has shape [bins + 1], and ``counts`` and ``errors`` (Poisson,
     sqrt of the counts) have shape [bins]. ``underflow`` and ``overflow`` count
-    the finite values outside the edges, ``n_nonfinite`` the NaN and infinite
-    values that no bin holds.
+    the finite values outside the edges, and ``n_nonfinite`` the NaN and
+    infinite values, which no bin contains.
     """
 
     edges: np.ndarray
@@ -71,9 +71,10 @@ def histogram_1d(
 ) -> Histogram1D:
     """Fill a histogram of ``values`` (shape [n]).
 
-    ``bins`` is a number of equal bins or an array of edges. Without ``range``
-    and explicit edges, the range is the robust range of ``values``
-    (:func:`robust_range`). NaN and infinite values are counted apart.
+    ``bins`` is a number of equal bins or an array of edges. When ``bins`` is a
+    number and ``range`` is None, the range is the robust range of ``values``
+    (:func:`robust_range`). NaN and infinite values are counted only in
+    ``n_nonfinite``.
     """
     array = np.asarray(values, dtype=np.float64).ravel()
     finite = array[np.isfinite(array)]
@@ -120,11 +121,11 @@ def shared_edges(
 ) -> np.ndarray:
     """Return bin edges for one variable, chosen from the real sample and the variable's kind.
 
-    - ``phi``: [-pi, pi]; a ``delta_phi`` name gets [0, pi] when the real
-      values are non-negative.
+    - kind ``phi`` or a name ending in ``phi``: [-pi, pi]. A name starting
+      with ``delta`` gets [0, pi] when the real values are non-negative.
     - ``discrete``: one bin centred on each allowed value (or on each distinct
       real value when none are given).
-    - the dimuon ``mass``: the Z window, 60-120 GeV.
+    - ``mass`` of the ``dimuon`` feature set: the Z window, 60-120 GeV.
     - anything else: the robust range of the real sample.
     """
     real = np.asarray(real, dtype=np.float64)
@@ -154,10 +155,10 @@ class HistogramComparison:
     """Real and generated histograms of one variable on shared edges.
 
     ``real`` and ``generated`` are normalised densities (each integrates to 1
-    inside the edges), ``real_err`` and ``generated_err`` their Poisson
-    errors, ``ratio`` is generated / real per bin with its propagated error
-    (NaN where the real bin is empty). ``real_counts`` and
-    ``generated_counts`` keep the raw counts for binned tests.
+    inside the edges), and ``real_err`` and ``generated_err`` their Poisson
+    errors. ``ratio`` is generated / real per bin and ``ratio_err`` its
+    propagated error, both NaN where the real bin is empty. ``real_counts``
+    and ``generated_counts`` keep the raw counts for binned tests.
     """
 
     name: str
@@ -237,7 +238,11 @@ def compare_histograms(
 
 
 def histogram_comparison_from_dict(data: Mapping[str, Any]) -> HistogramComparison:
-    """Rebuild a :class:`HistogramComparison` from :meth:`HistogramComparison.to_dict` output (for example from ``validation.json``)."""
+    """Rebuild a :class:`HistogramComparison` from :meth:`HistogramComparison.to_dict` output.
+
+    The input is typically a ``histogram`` entry of a loaded ``validation.json``,
+    where null values become NaN.
+    """
 
     def array(key: str) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in data[key]], dtype=np.float64)

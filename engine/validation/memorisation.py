@@ -1,28 +1,30 @@
 """Memorisation check: are generated events closer to the training events than new real events are?
 
 A model that copies its training set produces events that sit on top of
-training events. The check compares, on features standardised with the
-training sample's mean and standard deviation, the Euclidean distance from
-each generated event to its nearest training event with the same distance for
-held-out real (test) events, found with ``scipy.spatial.cKDTree``.
+training events. The check computes the Euclidean distance from each generated
+event to its nearest training event and compares it with the same distance for
+held-out real (test) events. The features are standardised with the training
+sample's mean and standard deviation, and ``scipy.spatial.cKDTree`` finds the
+nearest neighbours.
 
 The rule for "possible memorisation" (both parts are reported):
 
 - the median generated nearest-neighbour distance is below
   ``median_ratio_threshold`` (default 0.8) times the held-out median, and a
   one-sided two-sample KS test finds the generated distances smaller with
-  p < ``p_value_threshold`` (default 0.01); or
+  p < ``p_value_threshold`` (default 0.01), or
 - more than ``copy_fraction_threshold`` (default 1 %) of the generated events
-  sit within ``copy_distance`` (default 1e-6, standardised units) of a
-  training event: exact copies.
+  are exact copies, which lie within ``copy_distance`` (default 1e-6,
+  standardised units) of a training event.
 
 A model that puts too many events in the densest region (mode collapse) also
 shrinks the distances, which is why the flag reads "possible".
 
-Real datasets can hold the same event twice (the 2010 Z->mumu education file
+Real datasets can contain the same event twice (the 2010 Z->mumu education file
 repeats events), so some held-out events may be exact duplicates of training
 events. Those are counted (``held_out_duplicate_fraction``) and left out of
-the held-out distances, which would otherwise have a median of zero.
+the held-out distances, which would otherwise have a median of zero. They stay
+in when fewer than two held-out events would remain.
 """
 
 from __future__ import annotations
@@ -83,18 +85,19 @@ def check_memorisation(
     copy_fraction_threshold: float = COPY_FRACTION_THRESHOLD,
     seed: int = 0,
 ) -> MemorisationResult:
-    """Compare nearest-training-event distances of generated and held-out events (module docstring: the rule).
+    """Compare nearest-training-event distances of generated and held-out events with the rule of the module docstring.
 
     ``train``, ``generated`` and ``held_out`` are [n, d] matrices in physical
-    units; rows with a NaN or infinity are dropped. At most ``max_events``
-    generated and held-out events are queried (a seeded random subsample);
-    the whole training set is the reference.
+    units, and rows with a NaN or infinity are dropped. At most ``max_events``
+    generated and held-out events are queried (a seeded random subsample),
+    and the whole training set is the reference. Raises ValueError when fewer
+    than 1 training, 2 generated or 2 held-out events remain.
     """
     train, generated, held_out = (_finite_rows(a) for a in (train, generated, held_out))
     if len(train) < 1 or len(generated) < 2 or len(held_out) < 2:
         raise ValueError(
-            f"the memorisation check needs events in every sample, got {len(train)} train, "
-            f"{len(generated)} generated and {len(held_out)} held-out"
+            f"the memorisation check needs at least 1 training, 2 generated and 2 held-out events with finite "
+            f"features, got {len(train)} training, {len(generated)} generated and {len(held_out)} held-out"
         )
     rng = np.random.default_rng(seed)
     if len(generated) > max_events:
@@ -117,7 +120,8 @@ def check_memorisation(
         ratio = 0.0
     else:
         ratio = np.inf
-    # alternative="greater": the generated distances' CDF lies above the held-out one, i.e. they are smaller.
+    # alternative="greater" tests whether the CDF of the generated distances lies above the held-out one,
+    # which means that the generated distances are smaller.
     ks = scipy.stats.ks_2samp(distances_generated, distances_held_out, alternative="greater", method="asymp")
     copy_fraction = float(np.mean(distances_generated <= copy_distance))
 

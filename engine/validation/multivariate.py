@@ -21,8 +21,8 @@ import torch
 
 from cmsgen.engine.validation.univariate import MetricResult, bootstrap_scale
 
-# FPD defaults: sample sizes evenly spaced in 1/N between these, each averaged
-# over FPD_BATCHES random draws (the JetNet defaults).
+# FPD defaults (the JetNet defaults): FPD_POINTS sample sizes evenly spaced in 1/N
+# between FPD_MIN_SAMPLES and FPD_MAX_SAMPLES, each averaged over FPD_BATCHES random draws.
 FPD_MIN_SAMPLES = 20_000
 FPD_MAX_SAMPLES = 50_000
 FPD_POINTS = 10
@@ -41,9 +41,9 @@ CLASSIFIER_BATCH_SIZE = 1024
 
 
 def standardise(real: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Scale ``real`` and every array in ``others`` by the real sample's column mean and standard deviation.
+    """Standardise ``real`` and every array in ``others`` with the real sample's column mean and standard deviation.
 
-    A constant real column keeps a scale of 1, so that it stays finite.
+    A constant real column is divided by 1 instead of 0, so that it stays finite.
     Returns ``[real_scaled, *others_scaled]``.
     """
     real = np.asarray(real, dtype=np.float64)
@@ -69,8 +69,8 @@ def frechet_distance_gaussian(
 ) -> float:
     """Return the Frechet distance of two Gaussians: |mu1 - mu2|^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2))."""
     with warnings.catch_warnings():
-        # A constant column (such as a charge product fixed by the selection) makes the product singular;
-        # its square root is still well defined, and the trace is what matters.
+        # A constant column (such as a charge product fixed by the selection) makes the product singular.
+        # Its square root is still well defined, and only its trace enters the distance.
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
         root = scipy.linalg.sqrtm(covariance_1 @ covariance_2)
     root = np.real(root)
@@ -98,16 +98,18 @@ def frechet_physics_distance(
     n_batches: int = FPD_BATCHES,
     seed: int = 0,
 ) -> MetricResult:
-    """Frechet physics distance: the Frechet distance extrapolated to infinite sample size.
+    """Compute the Frechet physics distance: the Frechet distance extrapolated to infinite sample size.
 
     The Frechet distance of finite samples is biased upwards by about a/N. For
     ``n_points`` sizes N evenly spaced in 1/N between ``min_samples`` and
     ``max_samples``, the mean FD over ``n_batches`` draws (with replacement)
     is fitted with FD(N) = FPD + a/N (``scipy.optimize.curve_fit``, both
-    parameters >= 0). The value is the intercept FPD, the error its fit
+    parameters >= 0). The value is the intercept FPD and the error its fit
     uncertainty. Inputs should already be standardised. When a sample is
-    smaller than ``max_samples``, the sizes shrink to fit it (the largest
-    becomes the smaller sample size and the smallest half of that).
+    smaller than ``max_samples``, the largest size becomes the smaller sample
+    size, and the smallest size is at most half of that.
+    When only one distinct size remains, the value is the mean FD at that
+    size, with no error and no extrapolation.
     """
     dimension = real.shape[1] if real.ndim == 2 else 0
     _check_matrices(real, generated, 2 * (dimension + 2), "the Frechet physics distance")
@@ -182,13 +184,13 @@ def kernel_physics_distance(
     degree: int = KPD_DEGREE,
     seed: int = 0,
 ) -> MetricResult:
-    """Kernel physics distance: the unbiased MMD^2 with a fourth-order polynomial kernel.
+    """Compute the kernel physics distance: the unbiased MMD^2 with a polynomial kernel.
 
-    The kernel is k(x, y) = (x.y / d + 1)^4. The MMD^2 is estimated on
-    ``n_batches`` batches of ``batch_size`` events drawn with replacement from
-    each sample (the batch shrinks to the smaller sample when needed). The
-    value is the median over batches, the error half the 16-84 percentile
-    range. Inputs should already be standardised.
+    The kernel is k(x, y) = (x.y / d + 1)^degree, with degree 4 by default.
+    The MMD^2 is estimated on ``n_batches`` batches of ``batch_size`` events
+    drawn with replacement from each sample. The batch shrinks to the smaller
+    sample when needed. The value is the median over batches and the error
+    half the 16-84 percentile range. Inputs should already be standardised.
     """
     _check_matrices(real, generated, 4, "the kernel physics distance")
     size = min(batch_size, len(real), len(generated))
@@ -237,17 +239,18 @@ def classifier_two_sample_test(
     hidden: int = CLASSIFIER_HIDDEN,
     seed: int = 0,
 ) -> MetricResult:
-    """Classifier two-sample test: the held-out ROC AUC of an MLP trained to tell generated from real.
+    """Run the classifier two-sample test: the held-out ROC AUC of an MLP trained to separate generated from real.
 
     Both samples are cut to the same size n = min(n_real, n_generated,
-    ``max_events``) by a seeded random choice; each half of each sample trains
-    the classifier (two hidden layers of ``hidden`` ReLU units in float32, Adam (learning rate 1e-3,
-    batches of 1024), binary
-    cross-entropy, ``epochs`` passes) and the other half measures the AUC. An
-    AUC of 0.5 means the classifier cannot tell the samples apart. The error
-    is the Hanley-McNeil standard error of the AUC on the held-out events.
-    Inputs should already be standardised. The global torch random state is
-    left unchanged.
+    ``max_events``) by a seeded random choice. The first half of each sample
+    trains the classifier, and the second half measures the AUC. The
+    classifier has two hidden layers of ``hidden`` ReLU units in float32 and
+    is trained with Adam (learning rate 1e-3, batches of
+    ``CLASSIFIER_BATCH_SIZE``) on the binary cross-entropy for ``epochs`` passes.
+    An AUC of 0.5 means that the classifier cannot tell the samples apart. The
+    error is the Hanley-McNeil standard error of the AUC on the held-out
+    events. Inputs should already be standardised. The global torch random
+    state and thread count are left unchanged.
     """
     _check_matrices(real, generated, 8, "the classifier test")
     rng = np.random.default_rng(seed)
@@ -285,7 +288,7 @@ def _train_and_score(
     hidden: int,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train the classifier of :func:`classifier_two_sample_test`; return its scores on held-out real and generated events."""
+    """Train the classifier of :func:`classifier_two_sample_test` and return its logits on held-out real and generated events."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = torch.nn.Sequential(
@@ -321,12 +324,13 @@ def correlation_difference(
     seed: int = 0,
     bootstrap_max_events: int = 100_000,
 ) -> MetricResult:
-    """Frobenius norm of the difference of the two Pearson correlation matrices (``np.corrcoef``).
+    """Compute the Frobenius norm of the difference of the two Pearson correlation matrices (``np.corrcoef``).
 
-    A constant column has no correlation; its entries count as 0. The error
-    is the standard deviation over ``n_bootstrap`` resamples of both samples,
-    drawn from subsamples of at most ``bootstrap_max_events`` and scaled to the
-    full sizes like :func:`cmsgen.engine.validation.univariate.wasserstein_1`.
+    A constant column has an undefined correlation, so its entries count as 0.
+    The error is the standard deviation over ``n_bootstrap`` resamples of both
+    samples. They are drawn from subsamples of at most ``bootstrap_max_events``
+    and scaled to the full sizes like
+    :func:`cmsgen.engine.validation.univariate.wasserstein_1`.
     """
     _check_matrices(real, generated, 3, "the correlation difference")
 

@@ -3,8 +3,8 @@
 The Z peak is fitted in an invariant-mass spectrum (GeV) with a Voigt profile
 on a falling exponential background. The physicality checks count the events
 whose features break a law that every real event obeys (pt > 0, |phi| <= pi,
-E >= pt, allowed charges, pt ordering of the leading objects), using only the
-checks that the feature set's columns allow.
+E >= pt, allowed charges, pt ordering of the leading objects). Only the
+checks that the feature set's columns allow are run.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ PHYSICALITY_TOLERANCE = 1e-6
 
 
 class FeatureSetLike(Protocol):
-    """The parts of :mod:`cmsgen.engine.features` feature sets that validation uses."""
+    """Interface of the :mod:`cmsgen.engine.features` feature sets that validation uses."""
 
     name: str
     columns: tuple[str, ...]
@@ -53,10 +53,11 @@ class FeatureSetLike(Protocol):
 class ZPeakFit:
     """Result of a Z peak fit, masses and widths in GeV.
 
-    ``status`` is ``"ok"``, ``"failed"`` (the minimiser did not converge) or
-    ``"too_few_events"``; the numbers are None unless it is ``"ok"``.
-    ``gamma`` is the Lorentzian half width at half maximum (the Z total width
-    is 2 * gamma), ``sigma`` the Gaussian resolution.
+    ``status`` is ``"ok"``, ``"failed"`` (the minimiser raised an error or gave
+    non-finite parameter errors) or ``"too_few_events"``. The fitted numbers
+    are None unless the status is ``"ok"``. ``gamma`` is the Lorentzian half
+    width at half maximum (the Z total width is 2 * gamma), and ``sigma`` the
+    Gaussian resolution.
     """
 
     status: str
@@ -79,7 +80,10 @@ class ZPeakFit:
 
 
 def _exponential_density(m: np.ndarray, slope: float, low: float, high: float) -> np.ndarray:
-    """Return slope * exp(-slope (m - low)), normalised to 1 on [low, high] (1/m; a flat line at slope 0)."""
+    """Return the density slope * exp(-slope (m - low)), normalised to 1 on [low, high], in 1/GeV.
+
+    At a slope near 0 the density is flat.
+    """
     if abs(slope) < 1e-9:
         return np.full_like(m, 1.0 / (high - low))
     return slope * np.exp(-slope * (m - low)) / -math.expm1(-slope * (high - low))
@@ -96,10 +100,10 @@ def voigt_exponential_counts(
 ) -> np.ndarray:
     """Return the expected counts per bin of a Voigt peak plus an exponential background.
 
-    The density n_signal * voigt(m - mass; sigma, gamma) + n_background *
-    exp_density(m) is integrated over each bin with Simpson's rule, so that
-    the peak curvature within a bin does not bias the width. The background
-    is normalised on the range of ``edges``.
+    The density is n_signal * voigt(m - mass; sigma, gamma) + n_background *
+    exp_density(m). It is integrated over each bin with Simpson's rule, so
+    that the peak curvature within a bin does not bias the width. The
+    background is normalised on the range of ``edges``.
     """
     low, high = float(edges[0]), float(edges[-1])
     left, right = edges[:-1], edges[1:]
@@ -121,12 +125,13 @@ def fit_z_peak(
     """Fit the Z peak in an invariant-mass sample (GeV, shape [n]).
 
     The counts in ``bins`` equal bins of ``mass_range`` are fitted with
-    :func:`voigt_exponential_counts` by ``scipy.optimize.curve_fit``: a
-    least-squares fit weighted by the Poisson error of each bin,
+    :func:`voigt_exponential_counts` by ``scipy.optimize.curve_fit``. This is
+    a least-squares fit weighted by the Poisson error of each bin,
     sqrt(max(count, 1)), with ``absolute_sigma=True``, so the parameter errors
-    are the 1-sigma errors of that chi2. Free parameters: the signal and
-    background yields, the peak position, sigma, gamma and the background
-    slope.
+    are the 1-sigma errors of that chi2. The free parameters are the signal
+    and background yields, the peak position, sigma, gamma and the background
+    slope. A fit that raises or gives non-finite errors returns status
+    ``"failed"`` instead of raising.
     """
     values = np.asarray(mass, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -207,7 +212,7 @@ def compare_z_peaks(real: ZPeakFit, generated: ZPeakFit) -> dict[str, float | No
 
 @dataclass
 class PhysicalityCheck:
-    """The fraction of events that break one physical law; ``columns`` are the columns it reads."""
+    """Count of events that break one physical law. ``columns`` are the columns that the check reads."""
 
     name: str
     description: str
@@ -241,16 +246,23 @@ def physicality_checks(
 ) -> list[PhysicalityCheck]:
     """Count the events of ``x`` (shape [n, d], physical units) that break each applicable law.
 
-    Checks, each one only when the columns allow it:
-    ``finite`` (every column finite); ``pt_positive`` (pt > 0);
-    ``phi_range`` (|phi| <= pi); ``allowed_values`` (each discrete column,
-    such as a charge, takes one of its allowed values, {-1, +1} for a charge);
-    ``mass_nonnegative`` (object mass columns >= 0, so mass^2 >= 0);
-    ``pair_mass_squared`` (the ``mass`` observable is finite: a NaN there
-    means a negative mass squared); ``energy_above_pt`` (E >= pt, with E from
-    pt, eta, phi and mass through ``vector``, or the stored energy);
-    ``pt_ordering`` (the leading objects of a collection are ordered by
-    decreasing pt). An event with a NaN in a checked column fails that check.
+    Each check runs only when the columns allow it:
+
+    - ``finite``: every column is finite.
+    - ``pt_positive``: pt > 0.
+    - ``phi_range``: |phi| <= pi.
+    - ``allowed_values``: each discrete column takes one of its allowed
+      values, {-1, +1} for a charge.
+    - ``mass_nonnegative``: object mass columns are >= 0, so mass^2 >= 0.
+    - ``pair_mass_squared``: the ``mass`` observable is finite and >= 0,
+      because a NaN there means a negative mass squared. It runs only when
+      ``observables`` is given.
+    - ``energy_above_pt``: E >= pt, with the stored energy or with E computed
+      from pt, eta and mass through ``vector``.
+    - ``pt_ordering``: the leading objects of a collection are ordered by
+      decreasing pt.
+
+    An event with a NaN in a checked column fails that check.
     """
     x = np.asarray(x, dtype=np.float64)
     columns = list(feature_set.columns)
@@ -361,10 +373,11 @@ def toy_dimuon_events(
     charge_product, the muons ordered by decreasing pt. The pair mass follows
     a Breit-Wigner of half width ``gamma`` (GeV) around ``mass``, the pair pt
     an exponential of mean ``pair_pt_scale`` GeV and the pair rapidity a
-    Gaussian of width ``rapidity_width``; the decay is isotropic in the pair
+    Gaussian of width ``rapidity_width``. The decay is isotropic in the pair
     rest frame (``vector`` boosts), and each muon pt is smeared by a relative
     Gaussian ``resolution``. A fraction ``same_sign_fraction`` of events has a
-    charge product of +1. For tests and benchmarks only: no acceptance cuts.
+    charge product of +1. The events have no acceptance cuts, so they are for
+    tests and benchmarks only.
     """
     rng = np.random.default_rng(seed)
     pair_mass = mass + gamma * rng.standard_cauchy(n)

@@ -1,11 +1,11 @@
 """Validation orchestration: every figure, its real-versus-real baseline and a verdict.
 
-:func:`validate_arrays` compares a real and a generated feature matrix (and,
-optionally, the training matrix for the memorisation check);
-:func:`validate_run` does it for a run directory and writes
+:func:`validate_arrays` compares a real and a generated feature matrix and,
+optionally, the training matrix for the memorisation check.
+:func:`validate_run` does the same for a run directory and writes
 ``validation.json`` there. The JSON layout is documented in
-``docs/validation-schema.md``; :meth:`ValidationReport.to_markdown` gives a
-logbook entry.
+``docs/validation-schema.md``, and :meth:`ValidationReport.to_markdown`
+renders a logbook entry.
 
 Baseline: the real sample is split in two random halves, and every figure
 is computed on half A versus half B as well. The baseline is measured at half
@@ -42,7 +42,8 @@ VERDICTS = ("pass", "warn", "fail", "skipped")
 # Minimum number of events per sample for a report (each baseline half gets half of them).
 MIN_EVENTS = 20
 
-# Above this fraction of held-out events that duplicate training events, the memorisation check is skipped.
+# Above this fraction of held-out events that duplicate training events, the memorisation verdict is
+# "skipped", unless some generated events are exact copies of training events.
 HELD_OUT_DUPLICATE_LIMIT = 0.5
 
 ProgressCallback = Callable[[float, str], None]
@@ -50,7 +51,7 @@ ProgressCallback = Callable[[float, str], None]
 
 @dataclass
 class ValidationSettings:
-    """Estimator defaults and pass/warn/fail thresholds; every field can be set in the run's ``[validation]`` table.
+    """Estimator defaults and pass/warn/fail thresholds, each settable in the run's ``[validation]`` table.
 
     Distance figures (W1, JSD, separation power, FPD, KPD, correlation norm,
     classifier AUC - 0.5) pass when value <= ``pass_factor`` x baseline +
@@ -89,7 +90,11 @@ class ValidationSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> ValidationSettings:
-        """Build settings from a ``[validation]`` table; an unknown key or a bad value raises ``ConfigError``."""
+        """Build settings from a ``[validation]`` table.
+
+        Raises ``ConfigError`` on an unknown key, a value that is not a positive
+        finite number (an integer for integer fields), or inconsistent thresholds.
+        """
         settings = cls()
         if not values:
             return settings
@@ -103,7 +108,7 @@ class ValidationSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"[validation] {key} = {value!r} is invalid: expected a number")
             if isinstance(default, int) and not float(value).is_integer():
-                raise ConfigError(f"[validation] {key} = {value!r} is invalid: expected a whole number")
+                raise ConfigError(f"[validation] {key} = {value!r} is invalid: expected an integer")
             if not math.isfinite(float(value)) or value <= 0:
                 raise ConfigError(f"[validation] {key} = {value!r} is invalid: expected a number > 0")
             setattr(settings, key, int(value) if isinstance(default, int) else float(value))
@@ -165,7 +170,7 @@ class VariableReport:
 
 @dataclass
 class ValidationReport:
-    """Everything that validation measured; :meth:`to_dict` is the ``validation.json`` content.
+    """Everything that validation measured. :meth:`to_dict` returns the ``validation.json`` content.
 
     ``timings`` (seconds per stage) is kept out of :meth:`to_dict` so that the
     same inputs and seed give the same JSON apart from ``created``.
@@ -258,6 +263,10 @@ def judge_p_value(result: MetricResult, settings: ValidationSettings) -> tuple[s
 
 
 def _observable_kind(name: str) -> str:
+    """Guess the kind of a derived observable from its name.
+
+    Masses get the kind ``pt`` because, like pt, they are positive and in GeV.
+    """
     if "phi" in name:
         return "phi"
     if name == "mass" or name.endswith("mass") or "pt" in name:
@@ -471,17 +480,21 @@ def validate_arrays(
     """Compute every figure of generated versus real events, with baselines and verdicts.
 
     ``real`` and ``generated`` are [n, d] and [m, d] feature matrices in
-    physical units with the feature set's columns; ``train`` ([k, d]) enables
+    physical units with the feature set's columns. ``train`` ([k, d]) enables
     the memorisation check. ``thresholds`` overrides :class:`ValidationSettings`
     fields. ``max_events`` caps each sample by a seeded random subsample.
-    ``progress(fraction, message)`` is called as the stages finish. Every
-    random choice derives from ``seed``, so equal inputs give an equal report.
+    ``progress(fraction, message)`` is called as each stage starts and once
+    more at the end. Every random choice derives from ``seed``, so equal
+    inputs give an equal report.
     """
     settings = thresholds if isinstance(thresholds, ValidationSettings) else ValidationSettings.from_mapping(thresholds)
     columns = tuple(feature_set.columns)
     real = np.asarray(real, dtype=np.float64)
     generated = np.asarray(generated, dtype=np.float64)
-    for label, array in (("real", real), ("generated", generated)) + ((("train", np.asarray(train)),) if train is not None else ()):
+    samples = [("real", real), ("generated", generated)]
+    if train is not None:
+        samples.append(("train", np.asarray(train)))
+    for label, array in samples:
         if array.ndim != 2 or array.shape[1] != len(columns):
             raise ConfigError(
                 f"the {label} events have shape {array.shape}, but feature set {feature_set.name!r} has "
@@ -502,6 +515,7 @@ def validate_arrays(
     halves = (np.sort(permutation[: len(real) // 2]), np.sort(permutation[len(real) // 2 :]))
     variables, observables_real, observables_generated = _collect_variables(real, generated, halves, feature_set)
     discrete_values = getattr(feature_set, "discrete_values", None) or {}
+    # One stage per variable, four multivariate figures, two physics stages and the memorisation check.
     n_stages = len(variables) + 4 + 2 + 1
     stage = 0
 
@@ -587,8 +601,8 @@ def _memorisation_section(
         section["verdict"] = "skipped"
         section["reason"] = (
             f"{result.held_out_duplicate_fraction:.0%} of held-out real events duplicate a training event, so "
-            "the real splits are not independent and the distance comparison means nothing; no generated event "
-            "is an exact copy of a training event"
+            "the real splits are not independent and the distance comparison is not meaningful. No generated "
+            "event is an exact copy of a training event"
         )
     section["rule"] = (
         f"fail when the median distance ratio < {settings.memorisation_median_ratio:g} with one-sided KS "
@@ -606,12 +620,12 @@ def validate_run(
     checkpoint: str = "best",
     write: bool = True,
 ) -> ValidationReport:
-    """Validate a training run and write ``validation.json`` into its directory.
+    """Validate a training run and, unless ``write`` is False, write ``validation.json`` into its directory.
 
-    The run's test split is the real sample, its train split feeds the
-    memorisation check, and ``n_events`` events (default: as many as the
-    test split holds) are generated from ``checkpoint`` with ``seed``.
-    Thresholds come from the run config's ``[validation]`` table.
+    The run's test split is the real sample, and its train split feeds the
+    memorisation check. ``n_events`` events (default: the size of the test
+    split) are generated from ``checkpoint`` with ``seed``. Thresholds come
+    from the run config's ``[validation]`` table.
     """
     from cmsgen.engine.training.runs import RunDirectory, write_json_atomic
 

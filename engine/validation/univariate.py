@@ -1,11 +1,11 @@
 """One-dimensional two-sample figures: KS, Wasserstein-1, chi2, Jensen-Shannon, separation power.
 
 Each function compares a real sample with a generated one (1-D arrays in
-physical units), states its estimator and returns a :class:`MetricResult`
-with the value, an error where the estimator has one and a p-value where it
-is a test. The binned figures use the histograms of :mod:`.histograms` plus an
-underflow and an overflow bin, so that mass outside the plotted range still
-counts.
+physical units) and returns a :class:`MetricResult`. The result contains the
+value, an error where the estimator has one and a p-value where the figure is
+a test. The binned figures use the bin edges of :mod:`.histograms` plus an
+underflow and an overflow bin, so that probability mass outside the plotted
+range still counts.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from scipy.spatial.distance import jensenshannon
 
 # Bootstrap defaults shared by the univariate figures.
 DEFAULT_BOOTSTRAPS = 20
-# Largest sample per side that a bootstrap resamples; the error is scaled back
-# to the full sample sizes with the 1/n law of the variance (see wasserstein_1).
+# Maximum sample size per side that a bootstrap resamples. The error is scaled
+# back to the full sample sizes with the 1/n law of the variance (see wasserstein_1).
 BOOTSTRAP_MAX_EVENTS = 50_000
 
 
@@ -30,8 +30,8 @@ BOOTSTRAP_MAX_EVENTS = 50_000
 class MetricResult:
     """One figure of merit.
 
-    ``value`` is the metric; ``error`` its standard error (None when the
-    estimator has none); ``p_value`` is set for hypothesis tests.
+    ``value`` is the metric and ``error`` its standard error, or None when the
+    estimator has none. ``p_value`` is set for hypothesis tests only.
     ``details`` contains estimator-specific numbers (degrees of freedom,
     sample sizes, settings).
     """
@@ -73,12 +73,13 @@ def _check_sizes(real: np.ndarray, generated: np.ndarray, name: str) -> None:
 
 
 def ks_test(real: np.ndarray, generated: np.ndarray) -> MetricResult:
-    """Two-sample Kolmogorov-Smirnov test (``scipy.stats.ks_2samp``, two-sided, method ``auto``).
+    """Run the two-sample Kolmogorov-Smirnov test (``scipy.stats.ks_2samp``, two-sided, method ``auto``).
 
-    The value is the KS statistic D (max distance between the empirical CDFs,
-    in [0, 1]); the p-value is scipy's (exact for small samples, asymptotic
-    otherwise). NaN and infinite values are dropped first. D has no error bar:
-    its spread under the null is about 1.36 * sqrt(1/n + 1/m) at 95 %.
+    The value is the KS statistic D, the maximum distance between the
+    empirical CDFs, in [0, 1]. The p-value is scipy's: exact for small samples,
+    asymptotic otherwise. NaN and infinite values are dropped first. D has no
+    error bar, but its 95 % critical value under the null is about
+    1.36 * sqrt(1/n + 1/m).
     """
     real, generated = _finite(real), _finite(generated)
     _check_sizes(real, generated, "the KS test")
@@ -107,14 +108,15 @@ def wasserstein_1(
     seed: int = 0,
     bootstrap_max_events: int = BOOTSTRAP_MAX_EVENTS,
 ) -> MetricResult:
-    """Wasserstein-1 (earth mover's) distance between the two empirical distributions.
+    """Compute the Wasserstein-1 (earth mover's) distance between the two empirical distributions.
 
     The value is ``scipy.stats.wasserstein_distance`` on the full samples, in
     the unit of the variable. The error is the standard deviation over
     ``n_bootstrap`` resamples (with replacement, both sides). When a side has
     more than ``bootstrap_max_events`` values, the resamples are drawn from a
-    random subsample of that size and the error is scaled to the full sizes by
-    sqrt((1/n + 1/m) / (1/n' + 1/m')), the 1/n law of the estimator's variance.
+    random subsample of that size. The error is then scaled to the full sizes
+    by sqrt((1/n + 1/m) / (1/n' + 1/m')), which assumes that the estimator's
+    variance falls as 1/n.
     """
     real, generated = _finite(real), _finite(generated)
     _check_sizes(real, generated, "Wasserstein-1")
@@ -152,21 +154,21 @@ def binned_counts(real: np.ndarray, generated: np.ndarray, edges: np.ndarray) ->
 
 
 def chi2_homogeneity(real_counts: np.ndarray, generated_counts: np.ndarray) -> MetricResult:
-    """Two-sample chi2 homogeneity test of two unweighted histograms with different totals.
+    """Run the two-sample chi2 homogeneity test on two unweighted histograms with different totals.
 
     With totals N and M and counts n_i, m_i on the same bins,
     chi2 = sum_i (sqrt(M/N) n_i - sqrt(N/M) m_i)^2 / (n_i + m_i) over the bins
-    where n_i + m_i > 0, with (bins used - 1) degrees of freedom: the chi2
-    test of homogeneity of the 2 x k contingency table of the counts. The
-    value is chi2 / ndf; the p-value is the chi2 survival function. Bins with
-    fewer than 5 expected counts make the p-value approximate: their number is
-    in ``details["low_count_bins"]``.
+    where n_i + m_i > 0, with (bins used - 1) degrees of freedom. This is the
+    chi2 test of homogeneity of the 2 x k contingency table of the counts.
+    The value is chi2 / ndf and the p-value is the chi2 survival function.
+    Bins with fewer than 5 expected counts make the p-value approximate, so
+    their number is stored in ``details["low_count_bins"]``.
     """
     n = np.asarray(real_counts, dtype=np.float64)
     m = np.asarray(generated_counts, dtype=np.float64)
     total_n, total_m = n.sum(), m.sum()
     if total_n <= 0 or total_m <= 0:
-        raise ValueError("the chi2 test needs a non-empty histogram on each side")
+        raise ValueError(f"the chi2 test needs a non-empty histogram on each side, got totals {total_n:g} and {total_m:g}")
     used = (n + m) > 0
     n, m = n[used], m[used]
     chi2 = float(np.sum((math.sqrt(total_m / total_n) * n - math.sqrt(total_n / total_m) * m) ** 2 / (n + m)))
@@ -206,11 +208,11 @@ def _jsd_value(real_counts: np.ndarray, generated_counts: np.ndarray) -> float:
 def jensen_shannon(
     real_counts: np.ndarray, generated_counts: np.ndarray, n_bootstrap: int = DEFAULT_BOOTSTRAPS, seed: int = 0
 ) -> MetricResult:
-    """Jensen-Shannon divergence of two histograms, in bits (base 2), in [0, 1].
+    """Compute the Jensen-Shannon divergence of two histograms, in bits (base 2), in [0, 1].
 
-    The value is ``scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2``:
-    scipy returns the JS *distance*, whose square is the divergence. Each
-    histogram is normalised by scipy. The error is the standard deviation over
+    The value is ``scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2``,
+    because scipy returns the JS *distance*, whose square is the divergence.
+    scipy normalises each histogram. The error is the standard deviation over
     ``n_bootstrap`` Poisson fluctuations of every bin of both histograms.
     """
     real_counts = np.asarray(real_counts, dtype=np.float64)
@@ -236,11 +238,12 @@ def _separation_value(real_counts: np.ndarray, generated_counts: np.ndarray) -> 
 def separation_power(
     real_counts: np.ndarray, generated_counts: np.ndarray, n_bootstrap: int = DEFAULT_BOOTSTRAPS, seed: int = 0
 ) -> MetricResult:
-    """Histogram separation power of the CaloChallenge: 0.5 * sum_i (p_i - q_i)^2 / (p_i + q_i).
+    """Compute the histogram separation power of the CaloChallenge: 0.5 * sum_i (p_i - q_i)^2 / (p_i + q_i).
 
-    ``p`` and ``q`` are the histograms normalised to unit sum; the value is 0
-    for identical shapes and 1 for disjoint ones. The error is the standard deviation over
-    ``n_bootstrap`` Poisson fluctuations of every bin of both histograms.
+    ``p`` and ``q`` are the histograms normalised to unit sum. The value is 0
+    for identical shapes and 1 for disjoint ones. The error is the standard
+    deviation over ``n_bootstrap`` Poisson fluctuations of every bin of both
+    histograms.
     """
     real_counts = np.asarray(real_counts, dtype=np.float64)
     generated_counts = np.asarray(generated_counts, dtype=np.float64)

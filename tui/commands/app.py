@@ -9,7 +9,7 @@ import typer
 
 
 def run_app(paths: list[Path], runs_dir: Path, attach: Path | None = None) -> None:
-    """Check the paths, then run the app until the user quits."""
+    """Check that the paths and the attached run exist, then run the app until the user quits."""
     from cmsgen.engine.errors import DataNotFoundError
     from cmsgen.tui.app import CmsgenApp
 

@@ -24,7 +24,7 @@ VALIDATION_EVENTS = 2_000
 
 
 def ensure_sample(cache_dir: Path, n_events: int) -> Path:
-    """Write the synthetic sample into ``cache_dir/sample`` unless its manifest is already there; return the folder."""
+    """Write the synthetic sample into ``cache_dir/sample`` unless its manifest exists, and return that folder."""
     from cmsgen.engine.sample import MANIFEST_NAME, write_sample
 
     sample_dir = cache_dir / "sample"
@@ -50,6 +50,7 @@ def demo_config(data_dir: Path, epochs: int) -> Any:
 
 
 def print_report(data_dir: Path) -> None:
+    """Build the missing-field report of ``data_dir`` and print its main findings."""
     from cmsgen.engine.report import build_report
 
     report = build_report([data_dir]).to_dict()
@@ -67,6 +68,7 @@ def print_report(data_dir: Path) -> None:
 
 
 def train_demo(data_dir: Path, runs_dir: Path, epochs: int) -> Path:
+    """Train the demo VAE on ``data_dir``, print one line per epoch and return the run directory."""
     from cmsgen.engine.training.trainer import start_run
 
     config = demo_config(data_dir, epochs)
@@ -89,6 +91,7 @@ def train_demo(data_dir: Path, runs_dir: Path, epochs: int) -> Path:
 
 
 def validate_demo(run_dir: Path, n_events: int) -> str:
+    """Validate the run on ``n_events`` generated events, print the W1 rows and return the verdict."""
     from cmsgen.engine.validation.report import summary_rows, validate_run
 
     report = validate_run(run_dir, n_events=n_events, seed=0).to_dict()
@@ -102,6 +105,7 @@ def validate_demo(run_dir: Path, n_events: int) -> str:
 
 
 def run_demo(headless: bool, runs_dir: Path, cache_dir: Path, events: int, epochs: int) -> None:
+    """Check the options, write the sample if needed, then open the app or run the headless steps."""
     from cmsgen.engine.errors import ConfigError
 
     if events < 1000:
@@ -127,13 +131,13 @@ def register(app: typer.Typer) -> None:
     @app.command(name="demo")
     @handle_errors
     def demo(
-        headless: Annotated[bool, typer.Option("--headless", help="Run sample, report, training and validation without the app, printing summaries.")] = False,
+        headless: Annotated[bool, typer.Option("--headless", help="Run the sample, report, training and validation steps without the app and print a summary of each.")] = False,
         runs_dir: Annotated[Path, typer.Option("--runs-dir", "--run-dir", help="Directory of training runs.")] = Path("runs"),
         cache_dir: Annotated[
             Path | None, typer.Option("--cache-dir", help="Folder for the synthetic sample (default: the user cache of cmsgen-tui).")
         ] = None,
-        events: Annotated[int, typer.Option("--events", help="Events in the synthetic sample, written once.")] = DEMO_EVENTS,
-        epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of the headless demo.")] = DEMO_EPOCHS,
+        events: Annotated[int, typer.Option("--events", help="Number of events in the synthetic sample, which is written once (at least 1000).")] = DEMO_EVENTS,
+        epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of the headless demo (at least 1).")] = DEMO_EPOCHS,
     ) -> None:
         """Write the synthetic sample once, then open the app on it (or run the main job headless)."""
         from cmsgen.engine.logs import cache_dir as default_cache_dir

@@ -19,7 +19,7 @@ def generate_events(
     device: str,
     overwrite: bool,
 ) -> Path:
-    """Sample ``n`` events from the run's ``checkpoint`` and write them; return the file written.
+    """Sample ``n`` events from the run's ``checkpoint``, write them and return the path written.
 
     Without ``output`` the file is ``<run>/samples/<checkpoint>-seed<seed>-n<n>.root``.
     """
@@ -35,9 +35,9 @@ def generate_events(
         raise ConfigError(f"--checkpoint {checkpoint!r} is invalid: expected one of {', '.join(CHECKPOINT_NAMES)}")
     directory = RunDirectory(resolve_run_path(run, runs_dir))
     target = output if output is not None else directory.samples_dir / f"{checkpoint}-seed{seed}-n{n}.root"
-    output_format(target)  # an unknown extension fails before the model runs
+    output_format(target)  # Reject an unknown extension before the model runs.
     if target.exists() and not overwrite:
-        raise ConfigError(f"output file {target} already exists; choose another -o or pass --overwrite")
+        raise ConfigError(f"output file {target} already exists. Choose another -o or pass --overwrite.")
 
     events = directory.sample(n, seed=seed, checkpoint=checkpoint, device=str(resolve_device(device)))
     return write_events(target, events, directory.columns(), seed=seed, overwrite=overwrite)
@@ -56,10 +56,10 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "-o",
                 "--output",
-                help="Output file; .root, .parquet or .csv picks the format (default: RUN/samples/*.root).",
+                help="Output file, in the format of its extension: .root, .parquet or .csv (default: RUN/samples/*.root).",
             ),
         ] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the generator; the same seed gives the same events.")] = 0,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the random generator. The same seed gives the same events.")] = 0,
         checkpoint: Annotated[
             str, typer.Option("--checkpoint", help="Checkpoint to sample from: best (lowest w1_mass) or last.")
         ] = "best",

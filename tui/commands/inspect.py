@@ -14,20 +14,25 @@ if TYPE_CHECKING:
 
     from cmsgen.engine.sources.inspect import FileStructure, ObjectStructure
 
-# Rows shown per tree or table unless --all is given; unreadable branches are always shown.
+# Maximum rows of a branch table unless --all is given. Unreadable branches take the rows first.
 DEFAULT_MAX_ROWS = 60
-# Reasons for unreadable branches shown per tree unless --all is given.
+# Maximum unreadable-branch reasons listed per tree or table unless --all is given.
 MAX_REASONS = 20
 
 
 def _size_text(value: int | None) -> str:
+    """Format a byte count in decimal units, or "-" when it is unknown."""
     from rich.filesize import decimal
 
     return "-" if value is None else decimal(value)
 
 
 def _branch_table(item: ObjectStructure, show_all: bool) -> Table:
-    """Build a table of the object's branches: top-level ones, every unreadable one, or all with ``show_all``."""
+    """Build a table of the object's branches, or of every branch with ``show_all``.
+
+    Without ``show_all`` the table lists the top-level and the unreadable branches,
+    at most ``DEFAULT_MAX_ROWS`` of them, and unreadable branches are kept first.
+    """
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
@@ -73,6 +78,7 @@ def _branch_table(item: ObjectStructure, show_all: bool) -> Table:
 
 
 def _print_structure(console: Console, structure: FileStructure, show_all: bool) -> None:
+    """Print one file as a Rich tree of its objects, branch tables and unreadable-branch reasons."""
     from rich.tree import Tree
 
     root = Tree(f"[bold]{structure.path}[/bold]  ({structure.format}, {_size_text(structure.size_bytes)})")
@@ -82,7 +88,12 @@ def _print_structure(console: Console, structure: FileStructure, show_all: bool)
     for item in structure.data_objects:
         total = sum(1 for _ in item.all_branches())
         unreadable = sum(1 for branch in item.all_branches() if not branch.readable)
-        label = "branches" if item.kind == "tree" else "fields" if item.kind == "rntuple" else "columns"
+        if item.kind == "tree":
+            label = "branches"
+        elif item.kind == "rntuple":
+            label = "fields"
+        else:
+            label = "columns"
         entries = "?" if item.entries is None else f"{item.entries:,}"
         summary = f"[bold]{item.kind} {item.path}[/bold]: {entries} entries, {total} {label}"
         if unreadable:
@@ -139,7 +150,7 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--branch", help="Read one branch, given as OBJECT:BRANCH, and print a summary of its values."),
         ] = None,
-        max_entries: Annotated[int, typer.Option(help="Entries read with --branch.", min=1)] = 100_000,
+        max_entries: Annotated[int, typer.Option(help="Maximum entries read with --branch.", min=1)] = 100_000,
     ) -> None:
         """Show what data files contain: directories, trees, RNTuples, tables, branches and whether they can be read.
 

@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         from cmsgen.engine.errors import DataNotFoundError
 
         if not runs_dir.is_dir():
-            raise DataNotFoundError(f"runs directory {runs_dir} not found; train a model first or give another DIR")
+            raise DataNotFoundError(f"runs directory {runs_dir} not found. Train a model first or give another DIR.")
         rows = run_rows(runs_dir)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))

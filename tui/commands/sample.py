@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     def sample_command(
         directory: Annotated[Path, typer.Argument(help="Folder to write the sample into (created if absent).")],
         events: Annotated[int, typer.Option("--events", "-n", help="Number of events per layout, split over the files.")] = 100_000,
-        seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
+        seed: Annotated[int, typer.Option(help="Random seed. The same seed writes the same files.")] = 0,
         layout: Annotated[list[str] | None, typer.Option("--layout", help=LAYOUT_HELP)] = None,
         files: Annotated[int, typer.Option("--files", help="Data files per layout, besides the zero-entry file.")] = 3,
     ) -> None:
@@ -54,4 +54,4 @@ def register(app: typer.Typer) -> None:
                 ", ".join(f"{kind} x{count}" if count > 1 else kind for kind, count in sorted(kinds.items())),
             )
         console.print(table)
-        console.print(f"Seed {manifest.seed}; every planted defect is listed in {Path(directory) / MANIFEST_NAME}.")
+        console.print(f"Seed {manifest.seed}. Every planted defect is listed in {Path(directory) / MANIFEST_NAME}.")

@@ -108,8 +108,8 @@ def resolve_run_path(run: str, runs_dir: Path) -> Path:
     if (named / "config.toml").is_file():
         return named
     raise DataNotFoundError(
-        f"run {run!r} not found: neither {candidate} nor {named} is a run directory; "
-        "list runs with `cmsgen-tui runs`"
+        f"run {run!r} not found: neither {candidate} nor {named} is a run directory. "
+        "List runs with `cmsgen-tui runs`."
     )
 
 
@@ -123,7 +123,7 @@ def run_training(
     device: str | None,
     epochs: int | None,
 ) -> int:
-    """Start or resume a run; return the exit code (0 finished, 130 stopped)."""
+    """Start or resume a run and return the exit code (0 finished, 130 stopped)."""
     from cmsgen.engine.errors import EXIT_INTERRUPTED, ConfigError
     from cmsgen.engine.training.config import load_config
     from cmsgen.engine.training.trainer import resume_run, start_run
@@ -134,12 +134,12 @@ def run_training(
         if resume is not None:
             if config_path is not None or data:
                 raise ConfigError(
-                    "--resume continues a run with its stored config; leave out CONFIG and --data"
+                    "--resume continues a run with its stored config. Leave out CONFIG and --data."
                 )
             trainer = resume_run(resolve_run_path(resume, runs_dir), epochs=epochs, device=device, callback=reporter)
         else:
             if config_path is None:
-                raise ConfigError("give a training config file (see sample_configs/), or --resume RUN")
+                raise ConfigError("training config file is missing. Give one (see sample_configs/), or use --resume RUN.")
             config = load_config(config_path).with_overrides(
                 paths=[str(p) for p in data] if data else None, device=device, epochs=epochs
             )
@@ -164,11 +164,11 @@ def register(app: typer.Typer) -> None:
     def train_command(
         config: Annotated[
             Path | None,
-            typer.Argument(help="TOML training config (see sample_configs/); not needed with --resume."),
+            typer.Argument(help="TOML training config (see sample_configs/). Not needed with --resume."),
         ] = None,
         data: Annotated[
             list[Path] | None,
-            typer.Option("--data", help="Data file, directory or glob replacing data.paths; repeat for several."),
+            typer.Option("--data", help="Data file, directory or glob that replaces data.paths. Repeat for several."),
         ] = None,
         runs_dir: Annotated[
             Path, typer.Option("--run-dir", "--runs-dir", help="Directory that contains the run directories.")
@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option("--epochs", help="Number of epochs in total (replaces training.epochs).")
         ] = None,
     ) -> None:
-        """Train a GAN, VAE or flow on real events; SIGINT or SIGTERM stops after saving a checkpoint."""
+        """Train a GAN, VAE or flow on real events. SIGINT or SIGTERM stops training after saving a checkpoint."""
         code = run_training(
             config, data=data, runs_dir=runs_dir, name=name, resume=resume, device=device, epochs=epochs
         )

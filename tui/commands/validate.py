@@ -2,14 +2,17 @@
 
 Two forms:
 
-- ``cmsgen-tui validate RUN``: the run's test split against events sampled
-  from its best checkpoint; writes ``validation.json`` into the run.
-- ``cmsgen-tui validate --real PATH --generated PATH --feature-set NAME``:
-  two datasets (for example a file written by ``generate``) read through
-  ``load_features``.
+- ``cmsgen-tui validate RUN`` compares the run's test split with events
+  sampled from its best checkpoint (or ``--checkpoint last``) and writes
+  ``validation.json`` into the run.
+- ``cmsgen-tui validate --real PATH --generated PATH --feature-set NAME``
+  compares two datasets (for example a file written by ``generate``) read
+  through ``load_features``.
 
-stdout carries the table, or the JSON alone with ``--json``; progress and
-terminal plots that would mix with the JSON go to stderr.
+stdout receives the table, or only the JSON with ``--json``. With ``--json``,
+terminal plots and "wrote" messages go to stderr so that they do not mix with
+the JSON. The progress line always goes to stderr, and only when stderr is a
+terminal.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ VERDICT_STYLES = {"pass": "green", "warn": "yellow", "fail": "bold red", "skippe
 
 
 def parse_assignments(values: list[str] | None, option: str) -> dict[str, Any]:
-    """Parse repeated ``KEY=VALUE`` options into a dict; values become bool, int, float or stay strings."""
+    """Parse repeated ``KEY=VALUE`` options into a dict.
+
+    A value becomes a bool (``true``/``false`` in any case), an int or a float
+    when it parses as one, and stays a string otherwise.
+    """
     from cmsgen.engine.errors import ConfigError
 
     result: dict[str, Any] = {}
@@ -53,7 +60,10 @@ def _parse_value(text: str) -> Any:
 
 
 def _progress_printer(console: Console | None) -> tuple[Any, Any]:
-    """Return (progress callback, rich status) showing a one-line status on ``console``; (None, None) without one."""
+    """Start a one-line rich status on ``console`` and return (progress callback, status).
+
+    Returns (None, None) when ``console`` is None.
+    """
     if console is None:
         return None, None
     status = console.status("validating…")
@@ -76,7 +86,7 @@ def validate_files(
     max_events: int | None,
     progress: Any,
 ) -> ValidationReport:
-    """Read both datasets with ``load_features`` and validate them."""
+    """Read both datasets, and the training data if given, with ``load_features`` and validate them."""
     from cmsgen.engine.features import get_feature_set, load_features
     from cmsgen.engine.validation import validate_arrays
 
@@ -140,7 +150,7 @@ def print_plots(report: ValidationReport, console: Console, width: int, height: 
 
 
 def _import_figure_libraries() -> tuple[Any, Any]:
-    """Return matplotlib.pyplot and mplhep, or raise a ConfigError that tells how to install them."""
+    """Import and return matplotlib.pyplot and mplhep, or raise a ConfigError that gives the install command."""
     from cmsgen.engine.errors import ConfigError
 
     try:
@@ -158,13 +168,13 @@ def _import_figure_libraries() -> tuple[Any, Any]:
 
 
 def write_figures(report: ValidationReport, directory: Path) -> list[Path]:
-    """Write a PNG and a PDF per variable in the CMS style of mplhep; return the files written.
+    """Write a PNG and a PDF per variable in the CMS style of mplhep and return the files written.
 
-    Needs the ``plots`` extra (matplotlib and mplhep); without it a ConfigError gives the install command.
+    Needs the ``plots`` extra (matplotlib and mplhep). Without it, a ConfigError gives the install command.
     """
     plt, mplhep = _import_figure_libraries()
 
-    # NOTE: this path is not run by the test suite, which has no matplotlib; it was not tried on this machine.
+    # NOTE: no test runs the plotting below, because the test environment has no matplotlib or mplhep.
     directory.mkdir(parents=True, exist_ok=True)
     plt.style.use(mplhep.style.CMS)
     written: list[Path] = []
@@ -234,7 +244,7 @@ def run_validate(
         raise ConfigError("--events applies to a RUN; in the files form use --max-events")
 
     if figures is not None:
-        _import_figure_libraries()  # fail before the long validation, not after it
+        _import_figure_libraries()  # Fail before the long validation, not after it.
     run_path: Path | None = None
     if run is not None:
         from cmsgen.tui.commands.train import resolve_run_path
@@ -287,24 +297,24 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--events", "-n", help="Number of events to generate from the run (default: the test split size)."),
         ] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice; equal seeds give equal reports.")] = 0,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice. Equal seeds give equal reports.")] = 0,
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint of the run to sample: best or last.")] = "best",
         runs_dir: Annotated[
-            Path, typer.Option("--run-dir", "--runs-dir", help="Directory that holds the run directories.")
+            Path, typer.Option("--run-dir", "--runs-dir", help="Directory that contains the run directories.")
         ] = Path("runs"),
         real: Annotated[
-            list[Path] | None, typer.Option("--real", help="Real data file, directory or glob; repeat for several.")
+            list[Path] | None, typer.Option("--real", help="Real data file, directory or glob. Repeat for several.")
         ] = None,
         generated: Annotated[
             list[Path] | None,
-            typer.Option("--generated", help="Generated events (ROOT, Parquet or CSV, e.g. from `generate`); repeat for several."),
+            typer.Option("--generated", help="Generated events (ROOT, Parquet or CSV, e.g. from `generate`). Repeat for several."),
         ] = None,
         feature_set: Annotated[
             str | None, typer.Option("--feature-set", help="Feature set of the files form: dimuon or leading-objects.")
         ] = None,
         option: Annotated[
             list[str] | None,
-            typer.Option("--option", help="Feature-set option KEY=VALUE, e.g. opposite_charge=true; repeat for several."),
+            typer.Option("--option", help="Feature-set option KEY=VALUE, e.g. opposite_charge=true. Repeat for several."),
         ] = None,
         train: Annotated[
             list[Path] | None,
@@ -312,7 +322,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         threshold: Annotated[
             list[str] | None,
-            typer.Option("--set", help="Validation setting KEY=VALUE, e.g. pass_factor=3 (files form); repeat for several."),
+            typer.Option("--set", help="Validation setting KEY=VALUE, e.g. pass_factor=3 (files form). Repeat for several."),
         ] = None,
         max_events: Annotated[
             int | None, typer.Option("--max-events", help="Read at most this many events per dataset (files form).")

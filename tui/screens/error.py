@@ -14,7 +14,7 @@ from cmsgen.engine.logs import log_path
 
 
 class ErrorScreen(ModalScreen[None]):
-    """An error message with the log file path; Escape, Enter or the button closes it."""
+    """Modal with an error message and the log file path. Escape, Enter or the Close button closes it."""
 
     CSS_PATH = "error.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -1,9 +1,9 @@
-"""The Files screen: the structure of every dataset, details of the selected node and a branch histogram.
+"""The Files screen: the structure of every dataset, the details of the selected node and a branch histogram.
 
 The structure comes from ``cmsgen.engine.sources.inspect.inspect_path`` in a
 thread worker. Histograms are read and filled in another exclusive thread
-worker, cached by (file, tree, branch, maximum entries), and drawn again for
-each size of the plot area.
+worker and cached by (file, tree, branch, maximum entries). The plot is drawn
+again for each size of the plot area.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 HISTOGRAM_MAX_ENTRIES = 100_000
 HISTOGRAM_BINS = 50
 
+# (file, object path, branch, maximum entries read).
 HistogramKey = tuple[str, str, str, int]
 
 
 class StructureLoaded(Message):
-    """The structures of every dataset path, or the errors of those that could not be inspected."""
+    """Result of inspecting the dataset paths: the structures found and the errors of the paths that failed."""
 
     def __init__(self, datasets: list[tuple[Path, list[dict[str, Any]]]], errors: list[str]) -> None:
         super().__init__()

@@ -30,6 +30,7 @@ def binding_rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
 
 
 def bindings_table(title: str, bindings: list[BindingType]) -> Table:
+    """Build a two-column table (key, action) of the described bindings under ``title``."""
     table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
     table.add_column("key", style="bold", no_wrap=True)
     table.add_column("action")
@@ -39,7 +40,7 @@ def bindings_table(title: str, bindings: list[BindingType]) -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
-    """A scrollable list of the keys of the app, the screen it was opened from and every other screen."""
+    """Scrollable list of the keys of the app, of the screen that opened it and of every other screen."""
 
     CSS_PATH = "help.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [

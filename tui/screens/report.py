@@ -67,7 +67,7 @@ def format_cell(column: str, value: Any) -> str:
 
 
 def section_rows(report: dict[str, Any], section: str) -> list[dict[str, Any]]:
-    """Return the rows of one report section; ``files`` lives under ``dataset``."""
+    """Return the rows of one report section. The ``files`` rows are stored under ``dataset``."""
     if section == "files":
         return list((report.get("dataset") or {}).get("files") or [])
     rows = report.get(section) or []
@@ -75,6 +75,7 @@ def section_rows(report: dict[str, Any], section: str) -> list[dict[str, Any]]:
 
 
 def summary_text(report: dict[str, Any]) -> str:
+    """Return the one-line summary above the tables (Rich markup)."""
     layout = report.get("layout") or {}
     duplicates = (report.get("duplicates") or {}).get("n_duplicates", 0)
     missing = sum(1 for row in report.get("fields") or [] if row.get("status") == "missing")
@@ -86,7 +87,7 @@ def summary_text(report: dict[str, Any]) -> str:
 
 
 def write_exports(base: Path, report: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write ``base``.md and ``base``.json; return both paths."""
+    """Write ``base``.md and ``base``.json, creating the parent folder, and return both paths."""
     base.parent.mkdir(parents=True, exist_ok=True)
     markdown_path = base.with_name(base.name + ".md")
     json_path = base.with_name(base.name + ".json")
@@ -96,7 +97,7 @@ def write_exports(base: Path, report: dict[str, Any], markdown: str) -> tuple[Pa
 
 
 class ExportScreen(ModalScreen[Path | None]):
-    """Ask for the path (without extension) that the Markdown and JSON files get."""
+    """Modal that prompts for the path, without extension, of the exported Markdown and JSON files."""
 
     DEFAULT_CSS = """
     ExportScreen { align: center middle; }
@@ -189,7 +190,7 @@ class ReportScreen(Screen[None]):
 
     def action_export(self) -> None:
         if self.report is None:
-            self.notify("The report is not built yet; wait for it, then press e again.", severity="warning")
+            self.notify("The report is still being built. Press e again when it is ready.", severity="warning")
             return
         self.app.push_screen(ExportScreen(self.default_export_base()), self._export_to)
 

@@ -25,6 +25,7 @@ from cmsgen.tui.widgets.run_monitor import process_alive
 
 log = logging.getLogger(__name__)
 
+# Seconds between two listings of the runs directory.
 REFRESH_PERIOD = 2.0
 COLUMNS = ("run", "state", "model", "features", "progress", "step", "best w1_mass", "updated")
 STATE_STYLES = {"running": "bold green", "finished": "cyan", "stopped": "yellow", "failed": "bold red", "crashed": "bold red"}
@@ -45,6 +46,7 @@ def effective_state(status: dict[str, Any]) -> str:
 
 
 def run_row(run_dir: Path, status: dict[str, Any]) -> tuple[str, ...]:
+    """Return the table cells of one run, in the order of ``COLUMNS``, with the state in Rich markup."""
     state = effective_state(status)
     progress = status.get("progress")
     best = status.get("best_metric")
@@ -61,7 +63,7 @@ def run_row(run_dir: Path, status: dict[str, Any]) -> tuple[str, ...]:
 
 
 class RunsScreen(Screen[None]):
-    """All runs in the runs directory; Enter attaches the Train screen's panels to the selected one."""
+    """Table of every run in the runs directory. Enter attaches the Train screen's panels to the selected run."""
 
     TITLE = "Runs"
     CSS_PATH = "runs.tcss"
@@ -150,6 +152,7 @@ class RunsScreen(Screen[None]):
     def action_stop(self) -> None:
         run_dir = self.selected_run()
         if run_dir is None:
+            self.notify("No run selected.", severity="warning")
             return
         status = read_status(run_dir) or {}
         pid = status.get("pid")

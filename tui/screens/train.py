@@ -1,15 +1,16 @@
 """The Train screen: pick a config and the data, edit the main settings, start, stop and resume runs.
 
 A run is a detached process (``python -m cmsgen.tui train ...`` in a new
-session), so closing the app or losing the SSH connection never stops it. The
-screen talks to the run only through its directory (``status.json``,
-``metrics.jsonl``) and signals: stop sends SIGTERM, after which the trainer
-finishes the step, writes a checkpoint and the state "stopped".
+session), so closing the app or losing the SSH connection does not stop it. The
+screen communicates with the run only through its directory (``status.json``,
+``metrics.jsonl``) and signals. Stop sends SIGTERM, and the trainer then
+finishes the step and writes a checkpoint and the state "stopped".
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import signal
@@ -33,6 +34,7 @@ from cmsgen.tui.widgets.run_monitor import RunMonitor, process_alive
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Output of a resumed run's process, in its run directory.
 PROCESS_LOG = "train-process.log"
 # The trainer creates the run directory itself and rejects an existing one. So the
 # config edited here and the output of a new run's process go to this folder of the
@@ -53,7 +55,7 @@ def find_sample_configs() -> list[Path]:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The settings edited on the screen, validated."""
+    """Validated settings from the form of the Train screen."""
 
     config: Path
     data: tuple[str, ...]
@@ -65,24 +67,34 @@ class TrainSettings:
 
 
 class SettingsError(ValueError):
-    """An invalid value typed in the form; the message names the field and the fix."""
+    """Error for an invalid value in the form. The message names the field and the fix."""
 
 
 def parse_optional(text: str, kind: type, field: str, minimum: float) -> Any:
-    """Parse an optional positive number typed in a form field (empty means: keep the config's value)."""
+    """Parse a number typed in a form field, or return None for an empty field, which keeps the config's value.
+
+    Values below ``minimum`` are rejected, and a float must also be greater than 0.
+    """
     text = text.strip()
     if not text:
         return None
     try:
         value = kind(text)
     except ValueError:
-        raise SettingsError(f"{field} {text!r} is not a valid {kind.__name__}; type a number or leave it empty") from None
+        raise SettingsError(f"{field} {text!r} is not a valid {kind.__name__}. Type a number or leave the field empty.") from None
+    if kind is float and not math.isfinite(value):
+        raise SettingsError(f"{field} {text!r} is not a finite number. Type a number such as 0.001.")
     if value < minimum or (kind is float and value <= 0):
-        raise SettingsError(f"{field} {text!r} must be {'greater than 0' if kind is float else f'at least {minimum}'}")
+        if kind is float:
+            requirement = "greater than 0"
+        else:
+            requirement = f"at least {minimum}"
+        raise SettingsError(f"{field} {text!r} must be {requirement}.")
     return value
 
 
 def unique_run_name(runs_dir: Path, stem: str) -> str:
+    """Return ``stem``, or ``stem-2``, ``stem-3`` and so on when that name already exists in ``runs_dir``."""
     name = stem
     counter = 2
     while (runs_dir / name).exists():
@@ -92,9 +104,10 @@ def unique_run_name(runs_dir: Path, stem: str) -> str:
 
 
 def write_requested_config(settings: TrainSettings, launch_dir: Path) -> Path:
-    """Validate the config with the edits applied and write it into ``launch_dir``; return its path.
+    """Apply the form edits to the config, validate it and write it to ``launch_dir``.
 
-    Raises ``ConfigError`` (from the engine) for an invalid config file or value.
+    Return the path of the written file. Raise ``ConfigError`` (from the engine)
+    for an invalid config file or value.
     """
     from cmsgen.engine.training.config import dumps_toml, load_config, parse_config
 
@@ -104,7 +117,7 @@ def write_requested_config(settings: TrainSettings, launch_dir: Path) -> Path:
         table["data"]["paths"] = [str(Path(path).expanduser().resolve()) for path in settings.data]
     overrides = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr, "device": settings.device}
     table["training"].update({key: value for key, value in overrides.items() if value is not None})
-    parse_config(table, base_dir=settings.config.resolve().parent)  # validates; raises ConfigError
+    parse_config(table, base_dir=settings.config.resolve().parent)  # raises ConfigError for an invalid value
     launch_dir.mkdir(parents=True, exist_ok=True)
     path = launch_dir / f"{settings.name}.toml"
     path.write_text(dumps_toml(table), encoding="utf-8")
@@ -112,7 +125,7 @@ def write_requested_config(settings: TrainSettings, launch_dir: Path) -> Path:
 
 
 def launch_training(arguments: list[str], output_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``python -m cmsgen.tui train ARGUMENTS`` in a new session, its output appended to ``output_path``."""
+    """Start ``python -m cmsgen.tui train ARGUMENTS`` in a new session and append its output to ``output_path``."""
     command = [sys.executable, "-m", "cmsgen.tui", "train", *arguments]
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("ab") as output:
@@ -130,6 +143,7 @@ def launch_training(arguments: list[str], output_path: Path) -> subprocess.Popen
 
 
 def tail_text(path: Path, lines: int = 6) -> str:
+    """Return the last ``lines`` lines of a text file, or an empty string when it cannot be read."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -138,7 +152,7 @@ def tail_text(path: Path, lines: int = 6) -> str:
 
 
 class TrainScreen(Screen[None]):
-    """Start a training run and watch its losses, throughput, ETA and physics metric live."""
+    """Screen that starts training runs and shows their losses, throughput, ETA and physics metric live."""
 
     TITLE = "Train"
     CSS_PATH = "train.tcss"
@@ -236,7 +250,7 @@ class TrainScreen(Screen[None]):
             self.query_one("#train-config-path", Input).value = ""
 
     def read_settings(self) -> TrainSettings:
-        """Return the validated form values; raises ``SettingsError`` naming the invalid field."""
+        """Return the validated form values, or raise ``SettingsError`` naming the invalid field."""
         typed = self.query_one("#train-config-path", Input).value.strip()
         chosen = self.query_one("#train-config-choice", Select).value
         if typed:
@@ -244,16 +258,16 @@ class TrainScreen(Screen[None]):
         elif chosen is not Select.NULL:
             config = Path(str(chosen))
         else:
-            raise SettingsError("no config chosen; pick a sample config or type the path of a TOML config")
+            raise SettingsError("no config chosen. Pick a sample config or type the path of a TOML config.")
         if not config.is_file():
-            raise SettingsError(f"config file {config} not found; type the path of an existing TOML config")
+            raise SettingsError(f"config file {config} not found. Type the path of an existing TOML config.")
         try:
             data = tuple(shlex.split(self.query_one("#train-data", Input).value))
         except ValueError as error:
-            raise SettingsError(f"the data paths cannot be split: {error}; quote paths that contain spaces") from None
+            raise SettingsError(f"the data paths cannot be split ({error}). Quote paths that contain spaces.") from None
         for path in data:
             if not Path(path).expanduser().exists():
-                raise SettingsError(f"data path {path} not found; type existing files or directories, or leave it empty")
+                raise SettingsError(f"data path {path} not found. Type existing files or directories, or leave the field empty.")
         device = self.query_one("#train-device", Select).value
         return TrainSettings(
             config=config,
@@ -269,7 +283,7 @@ class TrainScreen(Screen[None]):
         from cmsgen.engine.errors import CmsgenError
 
         if self.process is not None and self.process.poll() is None:
-            self.notify("A run started here is still running; stop it (x) before starting another.", severity="warning")
+            self.notify("A run started here is still running. Stop it (x) before you start another.", severity="warning")
             return
         try:
             settings = self.read_settings()
@@ -342,7 +356,7 @@ class TrainScreen(Screen[None]):
         self.notify(f"Resuming run {run_dir.name} (process {self.process.pid}).", title="Training")
 
     def _check_process(self) -> None:
-        """Report a training process started here that ended with an error before writing a final state."""
+        """Show an error when a process started here exits with a nonzero code and no "finished" or "stopped" state."""
         if self.process is None or self._reported_exit:
             return
         code = self.process.poll()
@@ -355,7 +369,7 @@ class TrainScreen(Screen[None]):
         if code == 0 or state in ("finished", "stopped"):
             return
         detail = tail_text(self.process_output) if self.process_output else ""
-        log.error("training process %d exited with code %d; state %s; output:\n%s", self.process.pid, code, state, detail)
+        log.error("training process %d exited with code %d (state %s), output:\n%s", self.process.pid, code, state, detail)
         self.app.show_error(  # type: ignore[attr-defined]
             "Training failed",
             f"The training process exited with code {code} (state {state or 'never written'}).\n{detail}",

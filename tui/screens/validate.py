@@ -32,7 +32,10 @@ DEFAULT_EVENTS = "2000"
 
 
 class ValidationProgress(Message):
-    """The fraction done and the current step; a newer one replaces a pending older one."""
+    """Progress of a validation: the fraction done and the current step.
+
+    A newer message replaces an older one that is still pending.
+    """
 
     def __init__(self, fraction: float, step: str) -> None:
         super().__init__()
@@ -58,9 +61,10 @@ class ValidationFailed(Message):
 
 
 def figure_histogram_indices(report: dict[str, Any]) -> list[int | None]:
-    """Return, for each row of ``summary_rows(report)``, the index of its univariate variable (None for others).
+    """Return the index of the univariate variable behind each leading row of ``summary_rows(report)``.
 
-    ``summary_rows`` lists one row per figure of each univariate variable first, in order.
+    ``summary_rows`` lists one row per figure of each univariate variable first, in
+    order. Rows past the end of the returned list have no histogram.
     """
     indices: list[int | None] = []
     for index, variable in enumerate(report.get("univariate") or []):
@@ -69,7 +73,7 @@ def figure_histogram_indices(report: dict[str, Any]) -> list[int | None]:
 
 
 class ValidateScreen(Screen[None]):
-    """Validate the selected run and compare real and generated distributions."""
+    """Screen that validates the selected run and compares real and generated distributions."""
 
     TITLE = "Validate"
     CSS_PATH = "validate.tcss"
@@ -127,6 +131,7 @@ class ValidateScreen(Screen[None]):
             select.value = str(run_dirs[-1])
 
     def selected_run(self) -> Path | None:
+        """Return the run chosen in the run selector, or None when none is chosen."""
         value = self.query_one("#validate-run", Select).value
         return None if value is Select.NULL else Path(str(value))
 

@@ -19,7 +19,7 @@ from textual.widgets.tree import TreeNode
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """What one tree node stands for: a dataset, a file, an object (tree, RNTuple, table) or a branch."""
+    """Data of one tree node: a dataset, a file, an object (tree, RNTuple, table) or a branch."""
 
     kind: str
     file: Path | None = None
@@ -29,7 +29,7 @@ class NodeInfo:
 
     @property
     def histogram_key(self) -> tuple[str, str, str] | None:
-        """(file, object, branch) of a readable leaf branch; None for every other node."""
+        """Key (file, object path, branch) of a readable leaf branch, or None for every other node."""
         if self.kind != "branch" or self.file is None or self.object_path is None or self.branch is None:
             return None
         if not self.details.get("readable", True) or self.details.get("children"):
@@ -50,14 +50,17 @@ def format_bytes(size: object) -> str:
 
 
 def branch_matches(branch: dict[str, Any], needle: str) -> bool:
-    """Whether the branch or one of its sub-branches has ``needle`` in its name (case-insensitive)."""
+    """Return whether the name of the branch or of one of its sub-branches contains ``needle``.
+
+    Names are lowercased before the test, so ``needle`` must be lower case.
+    """
     if needle in str(branch.get("name", "")).lower():
         return True
     return any(branch_matches(child, needle) for child in branch.get("children") or [])
 
 
 class DatasetTree(Tree[NodeInfo]):
-    """The tree of the Files screen; j/k/h/l move like the arrow keys."""
+    """Tree of the Files screen, in which j/k/h/l move like the arrow keys."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False),
@@ -93,12 +96,15 @@ class DatasetTree(Tree[NodeInfo]):
             self.move_cursor(node.children[0])
 
     def set_datasets(self, datasets: list[tuple[Path, list[dict[str, Any]]]], needle: str = "") -> None:
-        """Replace the tree content by ``datasets``: (dataset path, file structures) pairs."""
+        """Replace the tree content with ``datasets``, a list of (dataset path, file structures) pairs."""
         self._datasets = datasets
         self.apply_filter(needle)
 
     def apply_filter(self, needle: str) -> int:
-        """Show only branches whose name contains ``needle``; return how many branches are shown."""
+        """Rebuild the tree with only the branches whose name contains ``needle`` and return how many are shown.
+
+        Objects whose path contains ``needle`` stay listed. An empty ``needle`` shows everything.
+        """
         needle = needle.strip().lower()
         self.clear()
         shown = 0

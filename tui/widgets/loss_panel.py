@@ -33,7 +33,7 @@ REDRAW_PERIOD = 0.25
 
 
 class _GrowingArray:
-    """A float64 array with amortised O(1) appends."""
+    """Float64 array with amortised O(1) appends."""
 
     def __init__(self) -> None:
         self._data = np.empty(256, dtype=np.float64)
@@ -84,7 +84,7 @@ class MetricHistory:
         return list(self._values)
 
     def loss_names(self) -> list[str]:
-        """Return the metric names that are losses (every numeric key but bookkeeping and metrics)."""
+        """Return the names of the losses, that is of every numeric key not in ``NON_LOSS_KEYS``."""
         return [name for name in self._values if name not in NON_LOSS_KEYS]
 
     def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +119,7 @@ def thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.nda
 def prepare_series(
     history: MetricHistory, names: Sequence[str], smooth: bool, max_points: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Return the plotted (steps, values) of each metric: finite values, smoothed if asked, thinned."""
+    """Return the plotted (steps, values) of each metric: finite values only, smoothed if ``smooth`` is set, thinned."""
     prepared: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in names:
         steps, values = history.series(name)
@@ -132,10 +132,11 @@ def prepare_series(
 
 
 class LossPanel(Widget):
-    """A live plot of some metrics of a run against the step.
+    """Live plot of some metrics of a run against the step.
 
-    ``metrics`` names the plotted metrics; None plots every loss. ``best_key``
-    names a row key (such as ``best_w1_mass``) whose latest value is marked.
+    ``metrics`` names the plotted metrics, and None plots every loss. When
+    ``best_key`` is set (such as ``best_w1_mass``), the minimum of the first metric
+    in ``metrics`` is marked.
     """
 
     DEFAULT_CSS = """
@@ -183,7 +184,10 @@ class LossPanel(Widget):
         return list(self.metrics) if self.metrics is not None else self.history.loss_names()
 
     def best_point(self) -> tuple[float, float] | None:
-        """Return (step, value) of the best value of the marked metric, or None."""
+        """Return (step, value) of the minimum of the first plotted metric, or None when nothing is marked.
+
+        NOTE: the marker is the minimum of the plotted values. The ``best_key`` column itself is never read.
+        """
         if self.best_key is None or self.metrics is None or not self.metrics:
             return None
         steps, values = self.history.series(self.metrics[0])

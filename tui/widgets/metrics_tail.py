@@ -25,7 +25,7 @@ DEFAULT_READ_BYTES = 4 * 1024 * 1024
 
 
 class MetricsTail:
-    """An incremental reader of one ``metrics.jsonl`` file, by byte offset.
+    """Incremental reader of one ``metrics.jsonl`` file, which remembers its byte offset.
 
     A line without its final newline is kept back until the writer finishes it.
     When the file shrinks (rewritten by a restarted run), reading starts again
@@ -86,8 +86,8 @@ class MetricsTail:
 def read_status(run_dir: Path) -> dict[str, Any] | None:
     """Return the parsed ``status.json`` of a run directory, or None when it is missing or unreadable.
 
-    The trainer writes the file atomically, so a partial file means a writer that
-    does not follow the contract; it is logged and treated as missing.
+    The trainer writes the file atomically, so a partial file comes from a writer
+    that breaks this contract. Such a file is logged and treated as missing.
     """
     path = Path(run_dir) / STATUS_FILE
     try:

@@ -1,7 +1,7 @@
-"""A widget that shows a terminal plot sized to itself, and the plot calls of the widgets.
+"""A widget that shows a terminal plot sized to itself, and the plot helpers of the widgets.
 
-Drawing goes through ``cmsgen.tui.plots`` (the one module with plotext calls);
-the helpers here only adapt the app's data to its functions.
+Drawing goes through ``cmsgen.tui.plots``, the one module with plotext calls.
+The helpers here only adapt the app's data to its functions.
 """
 
 from __future__ import annotations
@@ -33,15 +33,18 @@ def draw_lines(
     logy: bool = False,
     marker: tuple[float, float] | None = None,
 ) -> str:
-    """Draw named lines into a ``width`` x ``height`` cell box; ``marker`` is an (x, y) point drawn on top."""
+    """Draw named lines into a ``width`` x ``height`` cell box and return ANSI text.
+
+    ``marker`` is an optional (x, y) point drawn on top.
+    """
     return plots.render_lines(series, width, height, title, logy=logy, marker=marker)
 
 
 class PlotView(Widget):
-    """A terminal plot that is drawn again, and cached, for each size the widget takes.
+    """Terminal plot that is drawn again, and cached, for each size the widget takes.
 
-    Set ``renderer`` to a function of (width, height); until then, while the
-    widget is too small, and when drawing fails, it shows ``message``.
+    Set ``renderer`` to a function of (width, height). Until then the widget shows
+    ``message``. While it is too small, or when drawing fails, it shows a notice instead.
     """
 
     DEFAULT_CSS = """

@@ -1,10 +1,10 @@
 """The live view of one run directory: a status line, the loss panel and the physics-metric panel.
 
 A thread worker follows ``metrics.jsonl`` by offset and ``status.json`` by
-modification time. It puts new rows in a buffer and posts ``MetricsAvailable``;
-pending notifications of the same buffer merge into one (``can_replace``), so a
-fast writer never floods the message queue, and the handler on the UI thread
-drains every buffered row at once.
+modification time. It puts new rows in a buffer and posts ``MetricsAvailable``.
+Pending notifications of the same buffer merge into one (``can_replace``), so a
+fast writer cannot flood the message queue. The handler on the UI thread drains
+every buffered row at once.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # Seconds between polls of an active run, and of a run in a final state.
 POLL_PERIOD_ACTIVE = 0.2
 POLL_PERIOD_IDLE = 1.0
+# States that a trainer writes when it exits. A stopped run can be resumed later.
 FINAL_STATES = frozenset({"finished", "stopped", "failed"})
 
 
@@ -55,7 +56,7 @@ class RowBuffer:
 
 
 def process_alive(pid: object) -> bool:
-    """Return whether a process with this id exists on this machine (an unexpected pid counts as dead)."""
+    """Return whether a process with this id exists on this machine. A pid that is not a positive int counts as dead."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -68,7 +69,10 @@ def process_alive(pid: object) -> bool:
 
 
 def estimate_remaining_seconds(status: dict[str, Any], now: float | None = None) -> float | None:
-    """Estimate the seconds left from the run's start time and progress (None before any progress)."""
+    """Estimate the seconds left from the run's start time and progress.
+
+    Return None unless progress is strictly between 0 and 1 and the start time is an ISO timestamp.
+    """
     progress = status.get("progress")
     started = status.get("started")
     if not isinstance(progress, (int, float)) or not 0 < progress < 1 or not isinstance(started, str):
@@ -106,7 +110,7 @@ def describe_status(status: dict[str, Any] | None, last_row: dict[str, Any]) -> 
 
 
 class RunMonitor(Vertical):
-    """Follows one run directory and shows its losses and physics metric as they are written."""
+    """Live view of one run directory that shows its losses and physics metric as they are written."""
 
     DEFAULT_CSS = """
     RunMonitor { height: 1fr; }
@@ -117,7 +121,7 @@ class RunMonitor(Vertical):
     """
 
     class MetricsAvailable(Message):
-        """New rows, a new status or both, for the run being followed."""
+        """Notification of new rows, a new status or both for the followed run."""
 
         def __init__(self, buffer: RowBuffer, run_dir: Path, status: dict[str, Any] | None) -> None:
             super().__init__()
@@ -130,7 +134,7 @@ class RunMonitor(Vertical):
             return isinstance(message, RunMonitor.MetricsAvailable) and message.buffer is self.buffer
 
     class StateChanged(Message):
-        """The followed run moved to a new state (running, finished, stopped, failed, crashed)."""
+        """Notification that the followed run changed state (running, finished, stopped, failed, crashed)."""
 
         def __init__(self, run_dir: Path, state: str, status: dict[str, Any]) -> None:
             super().__init__()
@@ -171,7 +175,7 @@ class RunMonitor(Vertical):
         self._follow(self.run_dir, self._buffer)
 
     def detach(self) -> None:
-        """Stop following the current run; the run itself keeps going."""
+        """Stop following the current run. The run itself keeps going."""
         self.workers.cancel_group(self, "run-follow")
         self.run_dir = None
 
@@ -205,7 +209,7 @@ class RunMonitor(Vertical):
                 status = read_status(run_dir)
                 status_changed = True
             if status is not None and status.get("state") == "running" and not process_alive(status.get("pid")):
-                status = dict(status, state="crashed", message="The training process ended without writing a final state; see its output log.")
+                status = dict(status, state="crashed", message="The training process ended without writing a final state. See its output log.")
                 status_changed = True
 
             if rows or status_changed:
