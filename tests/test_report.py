@@ -173,3 +173,19 @@ def test_report_cli_bad_layout(cms_data: Path, option: str, value: str, expected
     assert result.returncode == 5
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("event_offset", [0, 2**40])
+def test_duplicate_finder_counts(event_offset: int) -> None:
+    import awkward as ak
+
+    from cmsgen.engine.report.checks import DuplicateFinder
+
+    finder = DuplicateFinder()
+    finder.update(ak.Array({"run": [1, 1, 2], "event": [event_offset + 5, event_offset + 5, event_offset + 5]}))
+    finder.update(ak.Array({"run": [1, 3], "event": [event_offset + 5, event_offset + 7]}))
+    result = finder.to_dict()
+    assert result["n_events_checked"] == 5
+    assert result["n_duplicates"] == 2
+    assert result["n_repeated_keys"] == 1
+    assert result["examples"] == [{"run": 1, "event": event_offset + 5}]

@@ -207,3 +207,13 @@ def test_feature_set_rejects_bad_option() -> None:
         get_feature_set("leading-objects", n=0)
     with pytest.raises(ConfigError, match="unknown"):
         get_feature_set("trijet")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["uproot-HZZ.root", "rootinbinder_aod2nanoaod_10000ev_run195397.root", "poet2012_myoutput_100ev_run195397.root"],
+)
+def test_count_selected_matches_select(cms_data: Path, name: str) -> None:
+    events = read_all(cms_data / name)
+    for feature_set in (get_feature_set("dimuon"), get_feature_set("leading-objects", collection="muons", n=3)):
+        assert feature_set.count_selected(events) == len(feature_set.select(events)), feature_set.name
