@@ -24,7 +24,7 @@ from cmsgen.engine.training import checkpoint as checkpoint_module
 from cmsgen.engine.training.config import dumps_toml, load_config, parse_config
 from cmsgen.engine.training.runs import RunDirectory, list_runs
 from cmsgen.engine.training.splits import make_splits
-from cmsgen.engine.training.trainer import Progress, Trainer, resume_run, start_run
+from cmsgen.engine.training.trainer import Progress, Trainer, create_run_directory, resume_run, start_run
 
 SMALL_MODELS: dict[str, dict[str, Any]] = {
     "gan": {"generator_features": [32, 32], "critic_features": [32, 32], "n_critic": 5, "ema_decay": 0.9},
@@ -490,3 +490,19 @@ def test_status_dead_process_is_unknown(tmp_path: Path) -> None:
     assert run.status()["state"] == "unknown"
     assert "no longer running" in run.status()["message"]
     assert run.metrics() == [{"step": 1, "loss": 2.0}]
+
+
+def test_named_run_directory_reused_before_start(tmp_path: Path, cms_data: Path) -> None:
+    config = load_config(write_config(tmp_path, cms_data / CSV_2011, "vae", epochs=1, device="cpu"))
+    prepared = tmp_path / "runs" / "prepared"
+    prepared.mkdir(parents=True)
+    (prepared / "train-process.log").write_text("launcher output\n")
+
+    run = create_run_directory(tmp_path / "runs", "prepared", config)
+
+    assert run.path == prepared
+    assert (prepared / "checkpoints").is_dir()
+    assert (prepared / "train-process.log").read_text() == "launcher output\n"
+    (prepared / "status.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already exists"):
+        create_run_directory(tmp_path / "runs", "prepared", config)

@@ -44,6 +44,10 @@ async def test_train_starts_real_run(cms_data: Path, tmp_path: Path) -> None:
     assert status["total_epochs"] == 2
     config_text = (monitor.run_dir / "config.toml").read_text()
     assert "batch_size = 64" in config_text
+    # The launcher's requested config and the process output live in the run directory.
+    assert (monitor.run_dir / "requested-config.toml").is_file()
+    assert (monitor.run_dir / "train-process.log").is_file()
+    assert not (runs_dir / ".launch").exists()
 
 
 @run_async

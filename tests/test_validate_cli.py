@@ -128,3 +128,24 @@ def test_validate_figures_without_matplotlib(trained_run: Path, tmp_path: Path) 
     assert result.exit_code == 5
     assert "cmsgen-tui[plots]" in result.output
     assert not (tmp_path / "figures").exists()
+
+
+def test_validate_figures_written(shared_data: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the plots extra (matplotlib, mplhep) is not installed")
+    pytest.importorskip("mplhep", reason="the plots extra (matplotlib, mplhep) is not installed")
+    figures = tmp_path / "figures"
+    result = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            "--real", str(shared_data / "cms" / "Zmumu_Run2011A.csv"),
+            "--generated", str(shared_data / "cms" / "uproot-Zmumu.root"),
+            "--feature-set", "dimuon",
+            "--set", "classifier_epochs=2",
+            "--figures", str(figures),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (figures / "mass.png").stat().st_size > 0
+    assert (figures / "mass.pdf").stat().st_size > 0
+    assert len(list(figures.glob("*.png"))) == len(list(figures.glob("*.pdf")))

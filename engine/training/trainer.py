@@ -127,7 +127,11 @@ def default_run_name(config: RunConfig) -> str:
 
 
 def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConfig) -> RunDirectory:
-    """Create a new, empty run directory ``<runs_dir>/<name>`` and its ``checkpoints`` folder.
+    """Create a new run directory ``<runs_dir>/<name>`` and its ``checkpoints`` folder.
+
+    An explicitly named directory that already exists is used when no run has
+    started in it (it has no ``status.json``), so a launcher can put its log and
+    requested config there first.
 
     Raises:
         ConfigError: The name is invalid or taken, or the folder cannot be created.
@@ -150,6 +154,8 @@ def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConf
             path.mkdir()
             break
         except FileExistsError:
+            if explicit and path.is_dir() and not (path / "status.json").exists():
+                break
             if explicit:
                 raise ConfigError(
                     f"run directory {path} already exists. Choose another --name, or continue it with --resume {path}"
@@ -160,7 +166,7 @@ def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConf
                 f"run directory {path} cannot be created: {error.strerror or error}. Choose a writable --run-dir."
             ) from None
     try:
-        (path / "checkpoints").mkdir()
+        (path / "checkpoints").mkdir(exist_ok=True)
     except OSError as error:
         raise ConfigError(f"run directory {path} is not writable: {error.strerror or error}") from None
     return RunDirectory(path)

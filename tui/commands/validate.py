@@ -174,7 +174,7 @@ def write_figures(report: ValidationReport, directory: Path) -> list[Path]:
     """
     plt, mplhep = _import_figure_libraries()
 
-    # NOTE: no test runs the plotting below, because the test environment has no matplotlib or mplhep.
+    # NOTE: CI installs no matplotlib or mplhep, so tests/test_validate_cli.py skips the test of this path there.
     directory.mkdir(parents=True, exist_ok=True)
     plt.style.use(mplhep.style.CMS)
     written: list[Path] = []
@@ -186,7 +186,9 @@ def write_figures(report: ValidationReport, directory: Path) -> list[Path]:
         mplhep.histplot(histogram.generated, histogram.edges, yerr=histogram.generated_err, label="generated", ax=top)
         top.set_ylabel("normalised events")
         top.legend()
-        mplhep.cms.label("Open Data", data=True, ax=top)
+        # The data may come from any run period, so no centre-of-mass energy replaces
+        # mplhep's default right-hand label (13 TeV).
+        mplhep.cms.label("Open Data", data=True, rlabel="", ax=top)
         mplhep.histplot(histogram.ratio, histogram.edges, yerr=histogram.ratio_err, ax=bottom, color="black")
         bottom.axhline(1.0, color="gray", linestyle="--")
         bottom.set_ylim(0.0, 2.0)

@@ -34,12 +34,11 @@ from cmsgen.tui.widgets.run_monitor import RunMonitor, process_alive
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# Output of a resumed run's process, in its run directory.
+# Output of the training process, in its run directory.
 PROCESS_LOG = "train-process.log"
-# The trainer creates the run directory itself and rejects an existing one. So the
-# config edited here and the output of a new run's process go to this folder of the
-# runs directory, which has no status.json and is never listed as a run.
-LAUNCH_DIR = ".launch"
+# The config as edited in the form, written into the new run directory before the
+# trainer starts; the trainer accepts a named directory that has no status.json yet.
+REQUESTED_CONFIG = "requested-config.toml"
 
 
 def find_sample_configs() -> list[Path]:
@@ -103,8 +102,8 @@ def unique_run_name(runs_dir: Path, stem: str) -> str:
     return name
 
 
-def write_requested_config(settings: TrainSettings, launch_dir: Path) -> Path:
-    """Apply the form edits to the config, validate it and write it to ``launch_dir``.
+def write_requested_config(settings: TrainSettings, run_dir: Path) -> Path:
+    """Apply the form edits to the config, validate it and write it into the new ``run_dir``.
 
     Return the path of the written file. Raise ``ConfigError`` (from the engine)
     for an invalid config file or value.
@@ -118,8 +117,8 @@ def write_requested_config(settings: TrainSettings, launch_dir: Path) -> Path:
     overrides = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr, "device": settings.device}
     table["training"].update({key: value for key, value in overrides.items() if value is not None})
     parse_config(table, base_dir=settings.config.resolve().parent)  # raises ConfigError for an invalid value
-    launch_dir.mkdir(parents=True, exist_ok=True)
-    path = launch_dir / f"{settings.name}.toml"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / REQUESTED_CONFIG
     path.write_text(dumps_toml(table), encoding="utf-8")
     return path
 
@@ -292,18 +291,17 @@ class TrainScreen(Screen[None]):
             return
         runs_dir: Path = self.app.runs_dir  # type: ignore[attr-defined]
         run_dir = runs_dir / settings.name
-        launch_dir = runs_dir / LAUNCH_DIR
         try:
-            config_path = write_requested_config(settings, launch_dir)
+            config_path = write_requested_config(settings, run_dir)
         except CmsgenError as error:
             log.warning("invalid training config %s: %s", settings.config, error.message, exc_info=True)
             self.app.show_error("Invalid config", error.message)  # type: ignore[attr-defined]
             return
         except OSError as error:
-            log.warning("cannot write into %s", launch_dir, exc_info=True)
-            self.app.show_error("Cannot create the run", f"Cannot write into {launch_dir}: {error.strerror}.")  # type: ignore[attr-defined]
+            log.warning("cannot write into %s", run_dir, exc_info=True)
+            self.app.show_error("Cannot create the run", f"Cannot write into {run_dir}: {error.strerror}.")  # type: ignore[attr-defined]
             return
-        self.process_output = launch_dir / f"{settings.name}.log"
+        self.process_output = run_dir / PROCESS_LOG
         self.process = launch_training(
             [str(config_path), "--run-dir", str(runs_dir), "--name", settings.name], self.process_output
         )
