@@ -2,20 +2,22 @@
 
 JetNet (``jetnet.evaluation.fpd`` and ``kpd``) is the reference implementation
 of the Frechet and kernel physics distances. It is not a dependency of this
-project, because it pulls in coffea, energyflow and numba; install it into a
-separate environment together with this project to run this script:
+project, because it pulls in coffea, energyflow and numba, and its compiled
+``wasserstein`` module needs NumPy 1. To run this script, install it into a
+separate environment together with this project:
 
     python -m venv /tmp/venv-jetnet
     /tmp/venv-jetnet/bin/pip install torch==2.13.0
     /tmp/venv-jetnet/bin/pip install jetnet -e .
+    /tmp/venv-jetnet/bin/pip install "numpy<2" "pyarrow<19" "pandas<3"
     /tmp/venv-jetnet/bin/python benchmarks/jetnet_compare.py
 
 Both sides get the same standardised toy dimuon samples, cut to 60-120 GeV
-(``normalise=False`` for JetNet), and the same settings: FPD over sizes 20,000 to 50,000 (10 points,
-20 batches each), KPD over 10 batches of 5,000. The script prints each value
-with its error, the time of each call and the time ratio ours / JetNet's (aim:
-at most 1). The values come from different random draws, so they should agree
-within their errors, not to the last digit.
+(``normalise=False`` for JetNet), and the same settings: FPD over sizes
+20,000 to 50,000 (10 points, 20 batches each), KPD over 10 batches of 5,000.
+The script prints each value with its error, the time of each call and the
+time ratio ours / JetNet's (aim: at most 1). The two KPD implementations draw
+different random batches, so their values agree within errors, not exactly.
 
 Usage:
     python benchmarks/jetnet_compare.py [--events 200000] [--shift 0.5]

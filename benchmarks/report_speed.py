@@ -60,7 +60,7 @@ def measure_memory(files: list[Path]) -> tuple[float, float]:
     """Return the peak RSS and the peak anonymous RSS (MB) of a report in a fresh process.
 
     RSS includes the pages of the memory-mapped input file, which the kernel can
-    drop at any time; the anonymous part is the memory the report allocates. A
+    drop at any time. The anonymous part is the memory the report allocates. A
     child keeps the peak RSS of the parent it was forked from, so it resets the
     peak first (writing 5 to /proc/self/clear_refs, Linux 4.0 and newer).
     """
