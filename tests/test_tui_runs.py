@@ -98,6 +98,11 @@ async def test_runs_lists_every_run(tmp_path: Path) -> None:
         assert "finished" in states[0]
         assert "running" in states[1]
         assert "crashed" in states[2]
+        # Every run name fits its column, including in the first frame drawn after the listing.
+        await pilot.pause()
+        screenshot = app.export_screenshot()
+        assert "a-finished" in screenshot
+        assert "c-crashed" in screenshot
 
 
 @run_async

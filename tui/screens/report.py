@@ -20,6 +20,8 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
+from cmsgen.tui.widgets.tables import fill_table
+
 log = logging.getLogger(__name__)
 
 # Section of the report dictionary -> (tab title, columns). Each column is a key of the rows.
@@ -149,7 +151,7 @@ class ReportScreen(Screen[None]):
 
     def on_mount(self) -> None:
         for section, (_, columns) in SECTIONS.items():
-            self.query_one(f"#table-{section}", DataTable).add_columns(*columns)
+            fill_table(self.query_one(f"#table-{section}", DataTable), columns, [])
         self.action_rebuild()
 
     def action_rebuild(self) -> None:
@@ -173,11 +175,9 @@ class ReportScreen(Screen[None]):
         self.markdown = message.markdown
         self.query_one("#report-summary", Static).update(summary_text(message.report))
         for section, (title, columns) in SECTIONS.items():
-            table = self.query_one(f"#table-{section}", DataTable)
-            table.clear()
             rows = section_rows(message.report, section)
-            for row in rows:
-                table.add_row(*(format_cell(column, row.get(column)) for column in columns))
+            cells = [[format_cell(column, row.get(column)) for column in columns] for row in rows]
+            fill_table(self.query_one(f"#table-{section}", DataTable), columns, cells)
             self.query_one("#report-tabs", TabbedContent).get_tab(f"tab-{section}").label = f"{title} {len(rows)}"
 
     def on_report_failed(self, message: ReportFailed) -> None:

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from cmsgen.tui.widgets.metrics_tail import find_run_dirs, read_status
 from cmsgen.tui.widgets.run_monitor import process_alive
+from cmsgen.tui.widgets.tables import fill_table
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class RunsScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[tuple[Path, dict[str, Any]]] = []
+        self._rows: list[tuple[str, tuple[str, ...]]] = []
         self.listed = False
 
     def compose(self) -> ComposeResult:
@@ -87,7 +89,7 @@ class RunsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        fill_table(self.query_one(DataTable), COLUMNS, [])
         self.action_refresh()
         self.set_interval(REFRESH_PERIOD, self.action_refresh)
 
@@ -110,13 +112,15 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         selected = self.selected_run()
         self.runs = message.runs
-        table.clear()
-        for run_dir, status in self.runs:
-            table.add_row(*run_row(run_dir, status), key=str(run_dir))
-        if selected is not None:
-            for index, (run_dir, _) in enumerate(self.runs):
-                if run_dir == selected:
-                    table.move_cursor(row=index)
+        rows = [(str(run_dir), run_row(run_dir, status)) for run_dir, status in self.runs]
+        # Rebuild the table only when a run changed, so that the cursor and the scroll position stay put.
+        if rows != self._rows:
+            self._rows = rows
+            fill_table(table, COLUMNS, [row for _, row in rows], keys=[key for key, _ in rows])
+            if selected is not None:
+                for index, (run_dir, _) in enumerate(self.runs):
+                    if run_dir == selected:
+                        table.move_cursor(row=index)
         self.listed = True
         runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
         self.query_one("#runs-summary", Static).update(

@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 from cmsgen.tui.widgets.metrics_tail import find_run_dirs
 from cmsgen.tui import plots
 from cmsgen.tui.widgets.plot_view import PlotView
+from cmsgen.tui.widgets.tables import fill_table
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class ValidateScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        fill_table(self.query_one(DataTable), COLUMNS, [])
         self.action_reload_runs()
 
     def on_screen_resume(self) -> None:
@@ -214,15 +215,11 @@ class ValidateScreen(Screen[None]):
             f"{summary.get('pass', 0)} pass, {summary.get('warn', 0)} warn, {summary.get('fail', 0)} fail"
         )
         table = self.query_one(DataTable)
-        table.clear()
-        for row in summary_rows(message.report):
-            table.add_row(
-                VERDICT_MARKS.get(row["verdict"], row["verdict"]),
-                row["variable"],
-                row["figure"],
-                row["value"],
-                row["baseline"],
-            )
+        cells = [
+            [VERDICT_MARKS.get(row["verdict"], row["verdict"]), row["variable"], row["figure"], row["value"], row["baseline"]]
+            for row in summary_rows(message.report)
+        ]
+        fill_table(table, COLUMNS, cells)
         table.focus()
         if table.row_count:
             table.move_cursor(row=0)
