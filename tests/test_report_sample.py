@@ -58,3 +58,24 @@ def test_nanoaod_defects(sample: Path) -> None:
     dimuon = next(v for v in report["verdict"] if v["feature_set"] == "dimuon")
     assert dimuon["trainable"] is True
     assert 2900 < dimuon["n_events"] <= 3000
+
+
+@pytest.mark.parametrize("layout_dir", ["csv_pairs", "tutorial", "nanoaod"])
+def test_merged_chunk_totals_equal_serial(sample: Path, layout_dir: str) -> None:
+    """Totals counted chunk by chunk and merged in order give the serial report exactly."""
+    from cmsgen.engine.report.builder import ReportTotals, finish_report, verdict_sets_for
+    from cmsgen.engine.sources import open_dataset
+
+    serial = build_report(sample / layout_dir, step_size=700).to_dict()
+    dataset = open_dataset(sample / layout_dir)
+    verdict_sets = verdict_sets_for(None)
+    merged = ReportTotals()
+    for entry in dataset.readable_files:
+        for chunk in dataset.iterate_file(entry, 700):
+            part = ReportTotals()
+            part.update(chunk, verdict_sets)
+            merged.merge(part)
+    parallel = finish_report(dataset, sample / layout_dir, verdict_sets, merged, 0.0).to_dict()
+    serial.pop("elapsed_seconds")
+    parallel.pop("elapsed_seconds")
+    assert parallel == serial

@@ -6,14 +6,14 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
-from cmsgen.engine.canonical import CANONICAL_COLLECTIONS
+from cmsgen.engine.canonical import CANONICAL_COLLECTIONS, CanonicalChunk
 from cmsgen.engine.errors import CmsgenError
 from cmsgen.engine.features.sets import FeatureSet, get_feature_set
 from cmsgen.engine.layouts.registry import CANONICAL_FIELDS
@@ -120,6 +120,88 @@ def _field_table(files: list[FileEntry]) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass
+class ReportTotals:
+    """Counts of the report's pass over the events, updated chunk by chunk.
+
+    Totals of disjoint parts of a dataset merge into the totals of the whole, in file order,
+    so that a report built from parts counted in parallel equals the serial one.
+    """
+
+    quality: dict[tuple[str, str], FieldQuality] = field(default_factory=dict)
+    cross: dict[tuple[str, str], CrossCheckTotals] = field(default_factory=dict)
+    duplicates: DuplicateFinder = field(default_factory=DuplicateFinder)
+    multiplicity: Multiplicity = field(default_factory=Multiplicity)
+    selected: Counter[str] = field(default_factory=Counter)
+    n_events: int = 0
+    # Files whose reading failed part way, as {"file": path, "reason": message}.
+    read_errors: list[dict[str, str]] = field(default_factory=list)
+
+    def update(self, chunk: CanonicalChunk, verdict_sets: list[FeatureSet]) -> None:
+        """Add one chunk of canonical events."""
+        events = chunk.events
+        self.n_events += len(events)
+        _update_quality(self.quality, events)
+        for check in chunk.cross_checks:
+            key = (check.collection, check.name)
+            if key not in self.cross:
+                self.cross[key] = CrossCheckTotals(check.name, check.collection, check.relative_tolerance)
+            self.cross[key].update(check)
+        self.duplicates.update(events)
+        self.multiplicity.update(events, CANONICAL_COLLECTIONS)
+        for fs in verdict_sets:
+            if fs.collection in events.fields and not fs.missing_fields(set(events[fs.collection].fields)):
+                self.selected[_verdict_label(fs)] += fs.count_selected(events)
+
+    def merge(self, other: ReportTotals) -> None:
+        """Add the totals of ``other``, counted on the files that follow these."""
+        for key, quality in other.quality.items():
+            if key in self.quality:
+                self.quality[key].merge(quality)
+            else:
+                self.quality[key] = quality
+        for key, totals in other.cross.items():
+            if key in self.cross:
+                self.cross[key].merge(totals)
+            else:
+                self.cross[key] = totals
+        self.duplicates.merge(other.duplicates)
+        self.multiplicity.merge(other.multiplicity)
+        self.selected.update(other.selected)
+        self.n_events += other.n_events
+        self.read_errors.extend(other.read_errors)
+
+
+def count_file(
+    dataset: Dataset,
+    entry: FileEntry,
+    verdict_sets: list[FeatureSet],
+    step_size: int = DEFAULT_STEP_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ReportTotals:
+    """Return the totals of one readable file; a read that fails part way keeps the chunks read before.
+
+    ``progress`` is called with the number of events of each chunk.
+    """
+    totals = ReportTotals()
+    try:
+        for chunk in dataset.iterate_file(entry, step_size):
+            totals.update(chunk, verdict_sets)
+            if progress:
+                progress(len(chunk.events))
+    except CmsgenError as error:
+        log.warning("reading %s failed: %s", entry.path, error.message)
+        totals.read_errors.append({"file": str(entry.path), "reason": error.message})
+    return totals
+
+
+def verdict_sets_for(feature_set: str | None, feature_options: dict[str, Any] | None = None) -> list[FeatureSet]:
+    """Return the feature sets that the report judges: the one named, or the defaults."""
+    if feature_set:
+        return [get_feature_set(feature_set, **(feature_options or {}))]
+    return [get_feature_set(name, **options) for name, options in DEFAULT_VERDICT_SETS]
+
+
 def build_report(
     paths: list[str | Path] | tuple[str | Path, ...] | str | Path,
     feature_set: str | None = None,
@@ -139,21 +221,34 @@ def build_report(
     started = time.perf_counter()
     if dataset is None:
         dataset = open_dataset(paths, layout=layout, layout_files=layout_files)
-    if feature_set:
-        verdict_sets = [get_feature_set(feature_set, **(feature_options or {}))]
-    else:
-        verdict_sets = [get_feature_set(name, **options) for name, options in DEFAULT_VERDICT_SETS]
-
-    quality: dict[tuple[str, str], FieldQuality] = {}
-    cross: dict[tuple[str, str], CrossCheckTotals] = {}
-    duplicates = DuplicateFinder()
-    multiplicity = Multiplicity()
-    selected = Counter()
-    unreadable: list[dict[str, Any]] = []
-    notes: list[str] = []
-    n_events = 0
+    verdict_sets = verdict_sets_for(feature_set, feature_options)
+    totals = ReportTotals()
     total = max(dataset.n_entries, 1)
 
+    read = 0
+    for entry in dataset.readable_files:
+
+        def count(n: int, name: str = entry.path.name) -> None:
+            nonlocal read
+            read += n
+            progress(min(read / total, 1.0), f"read {read:,} events of {name}")  # type: ignore[misc]
+
+        totals.merge(count_file(dataset, entry, verdict_sets, step_size, count if progress else None))
+
+    return finish_report(dataset, paths, verdict_sets, totals, started, progress)
+
+
+def finish_report(
+    dataset: Dataset,
+    paths: list[str | Path] | tuple[str | Path, ...] | str | Path,
+    verdict_sets: list[FeatureSet],
+    totals: ReportTotals,
+    started: float,
+    progress: ProgressCallback | None = None,
+) -> Report:
+    """Assemble the report from the dataset's file metadata and the totals of its events."""
+    unreadable: list[dict[str, Any]] = []
+    notes: list[str] = []
     for entry in dataset.files:
         if not entry.readable:
             unreadable.append({"file": str(entry.path), "branch": None, "reason": entry.error, "route": ""})
@@ -161,33 +256,14 @@ def build_report(
         for tree in entry.trees:
             if tree.entries == 0:
                 notes.append(f"{entry.path}: {tree.kind} {tree.path} has zero entries")
-
     readable = dataset.readable_files
-    for entry in readable:
-        try:
-            for chunk in dataset.iterate_file(entry, step_size):
-                events = chunk.events
-                n_events += len(events)
-                _update_quality(quality, events)
-                for check in chunk.cross_checks:
-                    key = (check.collection, check.name)
-                    if key not in cross:
-                        cross[key] = CrossCheckTotals(check.name, check.collection, check.relative_tolerance)
-                    cross[key].update(check)
-                duplicates.update(events)
-                multiplicity.update(events, CANONICAL_COLLECTIONS)
-                for fs in verdict_sets:
-                    if fs.collection in events.fields and not fs.missing_fields(set(events[fs.collection].fields)):
-                        selected[_verdict_label(fs)] += fs.count_selected(events)
-                if progress:
-                    progress(min(n_events / total, 1.0), f"read {n_events:,} events of {entry.path.name}")
-        except CmsgenError as error:
-            log.warning("reading %s failed: %s", entry.path, error.message)
-            unreadable.append({"file": str(entry.path), "branch": None, "reason": error.message, "route": ""})
-            entry.error = error.message
+    by_path = {str(entry.path): entry for entry in dataset.files}
+    for error in totals.read_errors:
+        unreadable.append({"file": error["file"], "branch": None, "reason": error["reason"], "route": ""})
+        by_path[error["file"]].error = error["reason"]
 
     raw_quality = _raw_branch_quality(dataset) if dataset.layout is None else []
-    verdict = _verdict(dataset, verdict_sets, selected, readable)
+    verdict = _verdict(dataset, verdict_sets, totals.selected, readable)
     data = {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "files": [_file_dict(e) for e in dataset.files]},
@@ -197,13 +273,13 @@ def build_report(
             "reason": dataset.choice.reason if dataset.choice else "no known layout matches the branch names of any file",
             "source": dataset.layout.source if dataset.layout else None,
         },
-        "n_events": n_events,
+        "n_events": totals.n_events,
         "fields": _field_table(dataset.files),
-        "quality": [q.to_dict() for q in quality.values()],
+        "quality": [q.to_dict() for q in totals.quality.values()],
         "raw_branch_quality": raw_quality,
-        "consistency": [c.to_dict() for c in cross.values()],
-        "duplicates": duplicates.to_dict(),
-        "multiplicities": multiplicity.to_dict(),
+        "consistency": [c.to_dict() for c in totals.cross.values()],
+        "duplicates": totals.duplicates.to_dict(),
+        "multiplicities": totals.multiplicity.to_dict(),
         "unreadable": unreadable,
         "drift": _drift(dataset.files),
         "cleaning": [{"file": str(e.path), "action": action} for e in dataset.files for action in e.cleaning],

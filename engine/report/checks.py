@@ -74,6 +74,16 @@ class FieldQuality:
             good = ~(nan | inf | sentinel)
             self.out_of_range += int(rule[1](flat[good]).sum())
 
+    def merge(self, other: FieldQuality) -> None:
+        """Add the counts of ``other``, the same field counted on other events."""
+        self.n += other.n
+        self.null += other.null
+        self.nan += other.nan
+        self.inf += other.inf
+        self.sentinel += other.sentinel
+        self.out_of_range += other.out_of_range
+        self.rule = self.rule or other.rule
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "collection": self.collection,
@@ -111,6 +121,12 @@ class CrossCheckTotals:
         self.n_disagree += int((relative > self.tolerance).sum())
         if len(relative):
             self.max_relative_difference = max(self.max_relative_difference, float(relative.max()))
+
+    def merge(self, other: CrossCheckTotals) -> None:
+        """Add the totals of ``other``, the same comparison made on other events."""
+        self.n_compared += other.n_compared
+        self.n_disagree += other.n_disagree
+        self.max_relative_difference = max(self.max_relative_difference, other.max_relative_difference)
 
     def to_dict(self) -> dict[str, Any]:
         fraction = self.n_disagree / self.n_compared if self.n_compared else 0.0
@@ -153,6 +169,16 @@ class DuplicateFinder:
             self.keys.clear()
         self.pairs.append(np.stack([runs, numbers], axis=1))
 
+    def merge(self, other: DuplicateFinder) -> None:
+        """Add the rows collected by ``other``, so that duplicates across both are found."""
+        self.checked = self.checked or other.checked
+        if other.pairs or self.pairs:
+            self.pairs.extend(np.stack([key >> 32, key & 0xFFFFFFFF], axis=1) for key in self.keys + other.keys)
+            self.keys = []
+            self.pairs.extend(other.pairs)
+        else:
+            self.keys.extend(other.keys)
+
     def to_dict(self) -> dict[str, Any]:
         if not self.checked:
             return {"checked": False, "n_duplicates": 0, "n_events_checked": 0, "examples": []}
@@ -191,10 +217,17 @@ class Multiplicity:
         for name in collections:
             if name not in events.fields:
                 continue
-            histogram = np.bincount(np.asarray(ak.to_numpy(ak.num(events[name], axis=1)), dtype=np.int64))
-            previous = self.counts.get(name, np.zeros(0, dtype=np.int64))
-            size = max(len(previous), len(histogram))
-            self.counts[name] = np.pad(previous, (0, size - len(previous))) + np.pad(histogram, (0, size - len(histogram)))
+            self._add(name, np.bincount(np.asarray(ak.to_numpy(ak.num(events[name], axis=1)), dtype=np.int64)))
+
+    def merge(self, other: Multiplicity) -> None:
+        """Add the histograms of ``other``, counted on other events."""
+        for name, histogram in other.counts.items():
+            self._add(name, histogram)
+
+    def _add(self, name: str, histogram: np.ndarray) -> None:
+        previous = self.counts.get(name, np.zeros(0, dtype=np.int64))
+        size = max(len(previous), len(histogram))
+        self.counts[name] = np.pad(previous, (0, size - len(previous))) + np.pad(histogram, (0, size - len(histogram)))
 
     def to_dict(self) -> dict[str, Any]:
         result = {}
