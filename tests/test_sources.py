@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import awkward as ak
@@ -10,6 +11,8 @@ import pytest
 
 from cmsgen.engine.errors import ConfigError, DataNotFoundError, UnreadableFileError
 from cmsgen.engine.features import get_feature_set, load_features
+from cmsgen.engine.features.sets import flat_fields
+from cmsgen.engine.sample import write_sample
 from cmsgen.engine.layouts import available_layouts, load_layout_file
 from cmsgen.engine.sources import open_dataset
 
@@ -217,3 +220,40 @@ def test_count_selected_matches_select(cms_data: Path, name: str) -> None:
     events = read_all(cms_data / name)
     for feature_set in (get_feature_set("dimuon"), get_feature_set("leading-objects", collection="muons", n=3)):
         assert feature_set.count_selected(events) == len(feature_set.select(events)), feature_set.name
+
+
+def test_count_selected_flat_and_awkward_agree(tmp_path: Path) -> None:
+    """The numpy count and the awkward count agree on the sample's NaNs, sentinels and jets."""
+    write_sample(tmp_path, n_events=3000, seed=5)
+    feature_sets = (
+        get_feature_set("dimuon"),
+        get_feature_set("leading-objects", collection="muons", n=2),
+        get_feature_set("leading-objects", collection="jets", n=2, fields=["pt", "eta", "phi", "mass"]),
+    )
+    for layout_dir in ("nanoaod", "tutorial", "csv_pairs"):
+        events = read_all(tmp_path / layout_dir)
+        for feature_set in feature_sets:
+            if feature_set.collection not in events.fields:
+                continue
+            objects = events[feature_set.collection]
+            assert flat_fields(objects, ["pt"]) is not None
+            expected = len(feature_set.select(events))
+            assert feature_set.count_selected(events) == expected, (layout_dir, feature_set.collection)
+            assert feature_set._count_selected_awkward(objects) == expected, (layout_dir, feature_set.collection)
+
+
+def test_prefetched_keeps_order_and_errors() -> None:
+    from cmsgen.engine.sources.dataset import prefetched
+
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise UnreadableFileError("Reading entries 2-3 of f.root failed.")
+
+    seen = []
+    with pytest.raises(UnreadableFileError, match="entries 2-3"):
+        for item in prefetched(items()):
+            seen.append(item)
+    assert seen == [1, 2]
+    assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
+    assert list(prefetched(iter([]))) == []

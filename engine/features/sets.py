@@ -143,12 +143,40 @@ class FeatureSet:
     def count_selected(self, events: ak.Array) -> int:
         """Return how many events pass the selection, without building the selected objects.
 
-        It gives the same count as ``len(self.select(events))``. Only the pt
-        order is computed, and only when the two leading charges must be compared.
+        It gives the same count as ``len(self.select(events))``. It works on the flat
+        numpy values of the collection, where awkward stores them as plain lists of
+        numbers, and falls back to awkward operations otherwise.
         """
         if self.collection not in events.fields:
             return 0
         objects = events[self.collection]
+        needed = ["pt", *self.fields] + (["charge"] if self.opposite_charge and self.n_objects >= 2 else [])
+        flat = flat_fields(objects, needed)
+        if flat is None:
+            return self._count_selected_awkward(objects)
+        offsets, values = flat
+        good = np.isfinite(values["pt"]) & (values["pt"] > self.min_pt)
+        for name in self.fields:
+            good &= np.isfinite(values[name])
+        good_before = np.concatenate([[0], np.cumsum(good)])
+        enough = good_before[offsets[1:]] - good_before[offsets[:-1]] >= self.n_objects
+        if not (self.opposite_charge and self.n_objects >= 2):
+            return int(np.count_nonzero(enough))
+
+        # The two leading good objects: the first position of the largest good pt, then of the
+        # next largest, which is the order of a stable descending sort, as in select().
+        lengths = np.diff(offsets)
+        starts = offsets[:-1][lengths > 0]
+        segment = np.repeat(np.arange(len(starts)), lengths[lengths > 0])
+        key = np.where(good, values["pt"], -np.inf)
+        first = _first_maximum(key, starts, segment)
+        key[first] = -np.inf
+        second = _first_maximum(key, starts, segment)
+        charges = values["charge"]
+        opposite = charges[first] * charges[second] < 0
+        return int(np.count_nonzero(opposite & enough[lengths > 0]))
+
+    def _count_selected_awkward(self, objects: ak.Array) -> int:
         good = np.isfinite(objects.pt) & (objects.pt > self.min_pt)
         for name in self.fields:
             good = good & np.isfinite(objects[name])
@@ -205,6 +233,40 @@ class FeatureSet:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "columns": list(self.columns), "kinds": list(self.kinds), "options": dict(self.options)}
+
+
+def flat_fields(objects: ak.Array, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """Return the offsets (from 0) and the flat numpy values of fields of a list-of-records array.
+
+    Returns None unless every field is a plain numeric column under one list offset array,
+    the form that canonical events have.
+    """
+    layout = ak.to_layout(objects)
+    if not isinstance(layout, ak.contents.ListOffsetArray) or not isinstance(layout.content, ak.contents.RecordArray):
+        return None
+    offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+    record = layout.content
+    values = {}
+    for name in names:
+        if name not in record.fields:
+            return None
+        content = record.content(name)
+        if not isinstance(content, ak.contents.NumpyArray) or content.data.ndim != 1:
+            return None
+        values[name] = np.asarray(content.data)[offsets[0] : offsets[-1]]
+    return offsets - offsets[0], values
+
+
+def _first_maximum(key: np.ndarray, starts: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Return, per segment of ``key`` (non-empty, starting at ``starts``), the first position of its maximum."""
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    maximum = np.maximum.reduceat(key, starts)
+    positions = np.flatnonzero(key == maximum[segment])
+    owners = segment[positions]
+    keep = np.ones(len(positions), dtype=bool)
+    keep[1:] = owners[1:] != owners[:-1]
+    return positions[keep]
 
 
 # Feature sets name per-object columns ``<prefix><number>_<field>``, such as ``mu2_pt``.

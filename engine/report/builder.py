@@ -19,6 +19,7 @@ from cmsgen.engine.features.sets import FeatureSet, get_feature_set
 from cmsgen.engine.layouts.registry import CANONICAL_FIELDS
 from cmsgen.engine.report.checks import CrossCheckTotals, DuplicateFinder, FieldQuality, Multiplicity
 from cmsgen.engine.sources import DEFAULT_STEP_SIZE, Dataset, FileEntry, open_dataset
+from cmsgen.engine.sources.dataset import prefetched
 from cmsgen.engine.sources.rootfile import is_rntuple, open_root
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ def count_file(
     """
     totals = ReportTotals()
     try:
-        for chunk in dataset.iterate_file(entry, step_size):
+        for chunk in prefetched(dataset.iterate_file(entry, step_size)):
             totals.update(chunk, verdict_sets)
             if progress:
                 progress(len(chunk.events))

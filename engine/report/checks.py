@@ -15,9 +15,16 @@ SENTINELS = np.array([-99.0, -999.0, -9999.0, -99999.0, -999999.0])
 
 
 def _flat(values: ak.Array | np.ndarray) -> tuple[np.ndarray, int]:
-    """Return the flattened values as float64 and the number of nulls."""
+    """Return the flattened values, in their own numeric dtype, and the number of nulls."""
     if isinstance(values, np.ndarray):
-        return values.astype(np.float64, copy=False), 0
+        return values, 0
+    layout = ak.to_layout(values)
+    # Canonical fields are plain numbers or one list level of them: read those without a copy.
+    if isinstance(layout, ak.contents.NumpyArray) and layout.data.ndim == 1:
+        return np.asarray(layout.data), 0
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray):
+        offsets = np.asarray(layout.offsets.data)
+        return np.asarray(layout.content.data)[offsets[0] : offsets[-1]], 0
     flat = ak.flatten(values, axis=None)
     nulls = int(ak.sum(ak.is_none(flat)))
     if nulls:
@@ -62,17 +69,20 @@ class FieldQuality:
         flat, nulls = _flat(values)
         self.null += nulls
         self.n += len(flat) + nulls
-        nan = np.isnan(flat)
-        inf = np.isinf(flat)
-        sentinel = np.isin(flat, SENTINELS)
-        self.nan += int(nan.sum())
-        self.inf += int(inf.sum())
-        self.sentinel += int(sentinel.sum())
+        # Bad values are rare, so each count looks only at the few candidates of a cheap first test.
+        finite = np.isfinite(flat)
+        not_finite = flat[~finite]
+        n_nan = int(np.count_nonzero(np.isnan(not_finite)))
+        self.nan += n_nan
+        self.inf += len(not_finite) - n_nan
+        low = flat[flat <= SENTINELS.max()]
+        sentinels = low[np.isin(low, SENTINELS)]
+        self.sentinel += len(sentinels)
         rule = out_of_range_rule(self.collection, self.field)
         if rule:
             self.rule = rule[0]
-            good = ~(nan | inf | sentinel)
-            self.out_of_range += int(rule[1](flat[good]).sum())
+            flagged = int(np.count_nonzero(rule[1](flat) & finite))
+            self.out_of_range += flagged - int(np.count_nonzero(rule[1](sentinels)))
 
     def merge(self, other: FieldQuality) -> None:
         """Add the counts of ``other``, the same field counted on other events."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import awkward as ak
 import pyarrow.parquet as pq
@@ -175,6 +176,27 @@ def _open_parquet_entry(entry: FileEntry, layouts: list[Layout], forced: Layout 
     entry.choice = detect_layout(set(schema.names), [forced] if forced else layouts)
 
 
+T = TypeVar("T")
+_END = object()
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """Yield the items of ``items`` while a worker thread already produces the next one.
+
+    Reading and decompressing the next chunk (zlib releases the GIL) then overlaps with
+    the caller's work on the current one, at the cost of one more chunk in memory.
+    Exceptions reach the caller at the item that raised them.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmsgen-read") as pool:
+        upcoming = pool.submit(next, items, _END)
+        while True:
+            item = upcoming.result()
+            if item is _END:
+                return
+            upcoming = pool.submit(next, items, _END)
+            yield item  # type: ignore[misc]
+
+
 class Dataset:
     """Files opened together as one dataset, sharing one layout.
 
@@ -257,12 +279,19 @@ class Dataset:
         n_total = min(lengths.values()) if lengths else entry.entries
         if len(set(lengths.values())) > 1:
             log.warning("trees of %s have different lengths %s; reading the first %d entries of each", entry.path, lengths, n_total)
-        for start in range(0, n_total, step_size):
+        # uproot's iterate keeps the basket that straddles two steps, so no basket is decompressed twice.
+        # Trees joined entry by entry (POET) step through the same entry ranges side by side.
+        steps = {
+            name: trees[name].iterate(sorted(set(branches)), step_size=step_size, entry_stop=n_total, library="ak")
+            for name, branches in by_tree.items()
+        }
+        start = 0
+        while start < n_total:
             stop = min(start + step_size, n_total)
             raw: dict[RawKey, ak.Array] = {}
             for name, branches in by_tree.items():
                 try:
-                    arrays = trees[name].arrays(sorted(set(branches)), entry_start=start, entry_stop=stop, library="ak")
+                    arrays = next(steps[name])
                 except Exception as error:
                     raise UnreadableFileError(
                         f"Reading entries {start}-{stop} of {entry.path} failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
@@ -271,6 +300,7 @@ class Dataset:
                 for branch in branches:
                     raw[(name, branch)] = arrays[branch]
             yield build_events(layout, entry.plans, raw, stop - start)
+            start = stop
 
 
 def needed_branches(layout: Layout, entry: FileEntry) -> set[RawKey]:
