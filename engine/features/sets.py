@@ -140,12 +140,13 @@ class FeatureSet:
             blocks.append(np.asarray(ak.to_numpy(leading.charge[:, 0] * leading.charge[:, 1]), dtype=np.float64))
         return np.stack(blocks, axis=1)
 
-    def count_selected(self, events: ak.Array) -> int:
+    def count_selected(self, events: ak.Array, cache: dict[Any, Any] | None = None) -> int:
         """Return how many events pass the selection, without building the selected objects.
 
         It gives the same count as ``len(self.select(events))``. It works on the flat
         numpy values of the collection, where awkward stores them as plain lists of
-        numbers, and falls back to awkward operations otherwise.
+        numbers, and falls back to awkward operations otherwise. Feature sets that
+        count the same ``events`` can share a ``cache`` of the per-object cuts.
         """
         if self.collection not in events.fields:
             return 0
@@ -155,11 +156,18 @@ class FeatureSet:
         if flat is None:
             return self._count_selected_awkward(objects)
         offsets, values = flat
-        good = np.isfinite(values["pt"]) & (values["pt"] > self.min_pt)
-        for name in self.fields:
-            good &= np.isfinite(values[name])
-        good_before = np.concatenate([[0], np.cumsum(good)])
-        enough = good_before[offsets[1:]] - good_before[offsets[:-1]] >= self.n_objects
+        key = (self.collection, tuple(sorted(self.fields)), self.min_pt)
+        if cache is not None and key in cache:
+            good, n_good = cache[key]
+        else:
+            good = np.isfinite(values["pt"]) & (values["pt"] > self.min_pt)
+            for name in self.fields:
+                good &= np.isfinite(values[name])
+            good_before = np.concatenate([[0], np.cumsum(good)])
+            n_good = good_before[offsets[1:]] - good_before[offsets[:-1]]
+            if cache is not None:
+                cache[key] = good, n_good
+        enough = n_good >= self.n_objects
         if not (self.opposite_charge and self.n_objects >= 2):
             return int(np.count_nonzero(enough))
 
@@ -168,10 +176,10 @@ class FeatureSet:
         lengths = np.diff(offsets)
         starts = offsets[:-1][lengths > 0]
         segment = np.repeat(np.arange(len(starts)), lengths[lengths > 0])
-        key = np.where(good, values["pt"], -np.inf)
-        first = _first_maximum(key, starts, segment)
-        key[first] = -np.inf
-        second = _first_maximum(key, starts, segment)
+        ranked = np.where(good, values["pt"], -np.inf)
+        first = _first_maximum(ranked, starts, segment)
+        ranked[first] = -np.inf
+        second = _first_maximum(ranked, starts, segment)
         charges = values["charge"]
         opposite = charges[first] * charges[second] < 0
         return int(np.count_nonzero(opposite & enough[lengths > 0]))

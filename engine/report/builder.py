@@ -150,9 +150,10 @@ class ReportTotals:
             self.cross[key].update(check)
         self.duplicates.update(events)
         self.multiplicity.update(events, CANONICAL_COLLECTIONS)
+        cache: dict[Any, Any] = {}
         for fs in verdict_sets:
             if fs.collection in events.fields and not fs.missing_fields(set(events[fs.collection].fields)):
-                self.selected[_verdict_label(fs)] += fs.count_selected(events)
+                self.selected[_verdict_label(fs)] += fs.count_selected(events, cache)
 
     def merge(self, other: ReportTotals) -> None:
         """Add the totals of ``other``, counted on the files that follow these."""

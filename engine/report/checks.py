@@ -71,18 +71,23 @@ class FieldQuality:
         self.n += len(flat) + nulls
         # Bad values are rare, so each count looks only at the few candidates of a cheap first test.
         finite = np.isfinite(flat)
-        not_finite = flat[~finite]
-        n_nan = int(np.count_nonzero(np.isnan(not_finite)))
-        self.nan += n_nan
-        self.inf += len(not_finite) - n_nan
-        low = flat[flat <= SENTINELS.max()]
-        sentinels = low[np.isin(low, SENTINELS)]
+        all_finite = bool(finite.all())
+        if not all_finite:
+            not_finite = flat[~finite]
+            n_nan = int(np.count_nonzero(np.isnan(not_finite)))
+            self.nan += n_nan
+            self.inf += len(not_finite) - n_nan
+        low = flat <= SENTINELS.max()
+        sentinels = flat[low] if low.any() else flat[:0]
+        sentinels = sentinels[np.isin(sentinels, SENTINELS)]
         self.sentinel += len(sentinels)
         rule = out_of_range_rule(self.collection, self.field)
         if rule:
             self.rule = rule[0]
-            flagged = int(np.count_nonzero(rule[1](flat) & finite))
-            self.out_of_range += flagged - int(np.count_nonzero(rule[1](sentinels)))
+            flagged = rule[1](flat)
+            if not all_finite:
+                flagged &= finite
+            self.out_of_range += int(np.count_nonzero(flagged)) - int(np.count_nonzero(rule[1](sentinels)))
 
     def merge(self, other: FieldQuality) -> None:
         """Add the counts of ``other``, the same field counted on other events."""
