@@ -180,14 +180,17 @@ def count_file(
     verdict_sets: list[FeatureSet],
     step_size: int = DEFAULT_STEP_SIZE,
     progress: Callable[[int], None] | None = None,
+    read_ahead: bool = True,
 ) -> ReportTotals:
     """Return the totals of one readable file; a read that fails part way keeps the chunks read before.
 
-    ``progress`` is called with the number of events of each chunk.
+    ``progress`` is called with the number of events of each chunk. With ``read_ahead``,
+    a worker thread reads the next chunk while this one is counted.
     """
     totals = ReportTotals()
+    chunks = dataset.iterate_file(entry, step_size)
     try:
-        for chunk in prefetched(dataset.iterate_file(entry, step_size)):
+        for chunk in prefetched(chunks) if read_ahead else chunks:
             totals.update(chunk, verdict_sets)
             if progress:
                 progress(len(chunk.events))
@@ -213,12 +216,14 @@ def build_report(
     step_size: int = DEFAULT_STEP_SIZE,
     progress: ProgressCallback | None = None,
     dataset: Dataset | None = None,
+    read_ahead: bool = True,
 ) -> Report:
     """Read every file of the dataset once, in chunks, and return its missing-field report.
 
     A file that cannot be opened or read is listed under ``unreadable`` and the
     report goes on with the rest. Raises DataNotFoundError or UnreadableFileError
-    only when nothing at all can be read.
+    only when nothing at all can be read. ``read_ahead`` reads the next chunk in a
+    worker thread while the current one is counted.
     """
     started = time.perf_counter()
     if dataset is None:
@@ -235,7 +240,7 @@ def build_report(
             read += n
             progress(min(read / total, 1.0), f"read {read:,} events of {name}")  # type: ignore[misc]
 
-        totals.merge(count_file(dataset, entry, verdict_sets, step_size, count if progress else None))
+        totals.merge(count_file(dataset, entry, verdict_sets, step_size, count if progress else None, read_ahead))
 
     return finish_report(dataset, paths, verdict_sets, totals, started, progress)
 
