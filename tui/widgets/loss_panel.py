@@ -134,9 +134,9 @@ def prepare_series(
 class LossPanel(Widget):
     """Live plot of some metrics of a run against the step.
 
-    ``metrics`` names the plotted metrics, and None plots every loss. When
-    ``best_key`` is set (such as ``best_w1_mass``), the minimum of the first metric
-    in ``metrics`` is marked.
+    ``metrics`` names the plotted metrics, and None plots every loss. With
+    ``mark_best``, the minimum of the first metric in ``metrics`` is marked: for
+    ``w1_mass`` that is the step of the run's ``best`` checkpoint.
     """
 
     DEFAULT_CSS = """
@@ -154,7 +154,7 @@ class LossPanel(Widget):
         title: str,
         history: MetricHistory,
         metrics: Sequence[str] | None = None,
-        best_key: str | None = None,
+        mark_best: bool = False,
         *,
         id: str | None = None,
         classes: str | None = None,
@@ -163,7 +163,7 @@ class LossPanel(Widget):
         self.title = title
         self.history = history
         self.metrics = tuple(metrics) if metrics is not None else None
-        self.best_key = best_key
+        self.mark_best = mark_best
         self._drawn_version = -1
         self._cached: tuple[tuple[Any, ...], Text] | None = None
 
@@ -184,11 +184,8 @@ class LossPanel(Widget):
         return list(self.metrics) if self.metrics is not None else self.history.loss_names()
 
     def best_point(self) -> tuple[float, float] | None:
-        """Return (step, value) of the minimum of the first plotted metric, or None when nothing is marked.
-
-        NOTE: the marker is the minimum of the plotted values. The ``best_key`` column itself is never read.
-        """
-        if self.best_key is None or self.metrics is None or not self.metrics:
+        """Return (step, value) of the minimum of the first plotted metric, or None when nothing is marked."""
+        if not self.mark_best or self.metrics is None or not self.metrics:
             return None
         steps, values = self.history.series(self.metrics[0])
         finite = np.isfinite(values)

@@ -154,7 +154,7 @@ class RunMonitor(Vertical):
         yield Static("No run attached. Start one, or pick one on the Runs screen (4).", id="run-status")
         with Horizontal():
             yield LossPanel("Losses", self.history, id="loss-panel")
-            yield LossPanel("w1_mass", self.history, metrics=("w1_mass",), best_key="best_w1_mass", id="metric-panel")
+            yield LossPanel("w1_mass", self.history, metrics=("w1_mass",), mark_best=True, id="metric-panel")
 
     @property
     def rows_received(self) -> int:
