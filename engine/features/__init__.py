@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from cmsgen.engine.errors import NoEventsError
+from cmsgen.engine.errors import NoEventsError, UnreadableFileError
 from cmsgen.engine.features.sets import FEATURE_SET_NAMES, FeatureSet, get_feature_set
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def load_features(
     layout: str | None = None,
     step_size: int = 200_000,
     deduplicate: bool = True,
+    dask: Any = None,
 ) -> FeatureTable:
     """Read a dataset chunk by chunk and return the feature matrix of the selected events.
 
@@ -56,22 +58,28 @@ def load_features(
     would leak between training and test splits. Layouts without run and event
     numbers are not deduplicated. Raises NoEventsError when no event passes
     the selection.
+
+    ``dask`` runs the reading and selection as a Dask graph: a ``distributed.Client``,
+    ``"local"`` for a new local cluster of two workers, or a scheduler address such as
+    ``tcp://host:8786``. The result equals the serial one (same rows, order and
+    ``n_read``), but every file is read in full even when ``max_events`` is reached early.
     """
     from cmsgen.engine.sources import open_dataset
 
     fs = feature_set if isinstance(feature_set, FeatureSet) else get_feature_set(feature_set, **(options or {}))
     dataset = open_dataset(paths, layout=layout)
+    if dask is not None and dataset.layout is not None:
+        chunks = _dask_chunks(dataset, fs, step_size, deduplicate, dask)
+    else:
+        chunks = _serial_chunks(dataset, fs, step_size, deduplicate)
     blocks = []
     keys: list[np.ndarray] = []
     n_read = 0
     selected = 0
-    for events in dataset.iterate_events(step_size=step_size):
-        n_read += len(events)
-        block, mask = fs.extract_with_mask(events)
-        if deduplicate and "run" in events.fields and "event" in events.fields:
-            runs = np.asarray(ak.to_numpy(events.run[mask]), dtype=np.int64)
-            numbers = np.asarray(ak.to_numpy(events.event[mask]), dtype=np.int64)
-            keys.append(np.stack([runs, numbers], axis=1))
+    for n_events, block, chunk_keys in chunks:
+        n_read += n_events
+        if chunk_keys is not None:
+            keys.append(chunk_keys)
         blocks.append(block)
         selected += len(block)
         # Without deduplication the first max_events selected events are final, so reading can stop.
@@ -99,4 +107,40 @@ def load_features(
     return FeatureTable(values, fs, n_read, dataset.layout.name if dataset.layout else "", files, n_dropped)
 
 
-__all__ = ["FEATURE_SET_NAMES", "FeatureSet", "FeatureTable", "get_feature_set", "load_features"]
+def extract_block(events: ak.Array, fs: FeatureSet, deduplicate: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the feature block of one chunk of events, and the (run, event) pairs of its selected events.
+
+    The pairs are int64 [n_selected, 2], or None without ``deduplicate`` or when the
+    layout has no run and event numbers.
+    """
+    block, mask = fs.extract_with_mask(events)
+    if not (deduplicate and "run" in events.fields and "event" in events.fields):
+        return block, None
+    runs = np.asarray(ak.to_numpy(events.run[mask]), dtype=np.int64)
+    numbers = np.asarray(ak.to_numpy(events.event[mask]), dtype=np.int64)
+    return block, np.stack([runs, numbers], axis=1)
+
+
+def _serial_chunks(dataset: Any, fs: FeatureSet, step_size: int, deduplicate: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    for events in dataset.iterate_events(step_size=step_size):
+        yield (len(events), *extract_block(events, fs, deduplicate))
+
+
+def _dask_chunks(dataset: Any, fs: FeatureSet, step_size: int, deduplicate: bool, dask: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    from cmsgen.engine.features.parallel import extract_chunks_dask
+    from cmsgen.engine.sources.partitions import dask_client
+
+    if isinstance(dask, str):
+        with dask_client(dask) as client:
+            results = extract_chunks_dask(dataset, fs, step_size, deduplicate, client)
+    else:
+        results = extract_chunks_dask(dataset, fs, step_size, deduplicate, dask)
+    for result in results:
+        if result.error is not None:
+            # The serial read raises here too, at the first step that fails.
+            raise UnreadableFileError(result.error)
+        block, keys = result.value
+        yield result.n_events, block, keys
+
+
+__all__ = ["FEATURE_SET_NAMES", "FeatureSet", "FeatureTable", "extract_block", "get_feature_set", "load_features"]

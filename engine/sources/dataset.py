@@ -293,14 +293,18 @@ class Dataset:
                 try:
                     arrays = next(steps[name])
                 except Exception as error:
-                    raise UnreadableFileError(
-                        f"Reading entries {start}-{stop} of {entry.path} failed ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                        "the file may be truncated: copy it again."
-                    ) from None
+                    raise UnreadableFileError(read_failure(entry.path, start, stop, error)) from None
                 for branch in branches:
                     raw[(name, branch)] = arrays[branch]
             yield build_events(layout, entry.plans, raw, stop - start)
             start = stop
+
+
+def read_failure(path: Path | str, start: int, stop: int, error: BaseException) -> str:
+    """Return the message of a failed read of entries ``start`` to ``stop`` of a ROOT file."""
+    text = str(error)
+    first_line = text.splitlines()[0] if text else ""
+    return f"Reading entries {start}-{stop} of {path} failed ({type(error).__name__}: {first_line}); the file may be truncated: copy it again."
 
 
 def needed_branches(layout: Layout, entry: FileEntry) -> set[RawKey]:
