@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.distributed
 from torch import nn
 
 from cmsgen.engine.errors import ConfigError
@@ -154,6 +155,12 @@ class GenerativeModel(nn.Module):
         self.optimizers: list[torch.optim.Optimizer] = []
         self._mass_function: MassFunction | None = None
 
+        # Data-parallel state, set by ``set_data_parallel``. A plain dict, so the wrappers are not
+        # registered as submodules and the state dict keeps its keys without a "module." prefix.
+        self._replicas: dict[str, nn.Module] = {}
+        self._rank = 0
+        self._world_size = 1
+
     @classmethod
     def all_hyperparameters(cls) -> dict[str, Hyperparameter]:
         """Return the specification of every hyperparameter of this family, common ones included."""
@@ -176,6 +183,62 @@ class GenerativeModel(nn.Module):
     def set_mass_function(self, fn: MassFunction | None) -> None:
         """Set the differentiable map from preprocessed batches [B, dim] to invariant masses [B] (GeV)."""
         self._mass_function = fn
+
+    def data_parallel_modules(self) -> dict[str, nn.Module]:
+        """Return the networks to wrap in ``DistributedDataParallel``, by name.
+
+        By default the whole model is one network, and its ``forward`` runs once per training step.
+        A family whose optimizers update separate networks returns one entry per network.
+        """
+        return {"model": self}
+
+    def set_data_parallel(self, replicas: dict[str, nn.Module], rank: int, world_size: int) -> None:
+        """Use ``replicas`` (the wrapped ``data_parallel_modules``) in ``training_step``.
+
+        Each rank then trains on its ``1 / world_size`` share of every global batch, and draws
+        the noise of the whole global batch so that it keeps only the rows of its share.
+        """
+        if set(replicas) != set(self.data_parallel_modules()):
+            raise ValueError(f"expected replicas for {sorted(self.data_parallel_modules())}, got {sorted(replicas)}")
+        # NOTE: the model cannot be deep-copied from here on, because the wrappers contain the process group.
+        self._replicas = dict(replicas)
+        self._rank = rank
+        self._world_size = world_size
+
+    def _replica(self, name: str) -> nn.Module:
+        """Return the network ``name`` to call in a training step: its data-parallel wrapper, if any."""
+        replica = self._replicas.get(name)
+        return replica if replica is not None else self.data_parallel_modules()[name]
+
+    def _batch_noise(self, shape: tuple[int, ...], *, uniform: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Draw training noise of ``shape`` whose first dimension is this rank's batch size.
+
+        Every rank draws the noise of the whole global batch from the global generator and keeps
+        its own rows. A run with several ranks so uses the same numbers as one process, and the
+        generator states of all ranks stay equal. ``uniform`` draws from U(0, 1) instead of N(0, 1).
+        """
+        rows = shape[0]
+        draw = torch.rand if uniform else torch.randn
+        noise = draw((rows * self._world_size, *shape[1:]), device=self.device, dtype=dtype)
+        if self._world_size == 1:
+            return noise
+        return noise[self._rank * rows : (self._rank + 1) * rows]
+
+    def _mean_over_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Average ``tensor`` in place over the ranks of a data-parallel run and return it."""
+        if self._world_size > 1:
+            torch.distributed.all_reduce(tensor)
+            tensor.div_(self._world_size)
+        return tensor
+
+    def _gather_over_ranks(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenate ``tensor`` [rows, ...] of every rank in rank order, keeping gradients for this rank's rows only."""
+        if self._world_size == 1:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self._world_size)]
+        torch.distributed.all_gather(parts, tensor.detach().contiguous())
+        parts[self._rank] = tensor
+        return torch.cat(parts)
 
     def configure_optimizers(self, lr: float, weight_decay: float = 0.0) -> list[torch.optim.Optimizer]:
         """Create one AdamW optimizer over all parameters and store it in ``self.optimizers``."""

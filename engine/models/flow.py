@@ -67,12 +67,16 @@ class SplineFlow(GenerativeModel):
         """Return the log-density of ``x`` [B, dim] in the preprocessed space, shape [B]."""
         return self.flow().log_prob(x)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the log-density of ``x`` [B, dim], shape [B], the quantity that training maximises."""
+        return self.log_prob(x)
+
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         """Take one maximum-likelihood step and return ``nll`` (nats per event), ``loss`` and ``grad_norm``."""
         self._check_batch(batch)
         if not self.optimizers:
             raise RuntimeError("call configure_optimizers before training_step")
-        nll = -self.log_prob(batch).mean()
+        nll = -self._replica("model")(batch).mean()
 
         (optimizer,) = self.optimizers
         grad_norm = clip_and_step(optimizer, nll, list(self.parameters()), self.grad_clip)

@@ -93,6 +93,17 @@ class WGANGP(GenerativeModel):
         ]
         return self.optimizers
 
+    def data_parallel_modules(self) -> dict[str, nn.Module]:
+        """Return the critic and the generator, wrapped separately because separate optimizers update them.
+
+        One wrapper around both networks would leave the generator without gradients on the
+        critic-only steps, which ``find_unused_parameters`` would have to search for on every step.
+        Separate wrappers need no search: the critic step calls only the critic's wrapper, and the
+        generator step calls only the generator's wrapper and the unwrapped, frozen critic. A
+        frozen critic called through its wrapper would wait for gradients that never come.
+        """
+        return {"critic": self.critic, "generator": self.generator}
+
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         """Update the critic, and the generator on every ``n_critic``-th step.
 
@@ -110,12 +121,17 @@ class WGANGP(GenerativeModel):
             )
         critic_optimizer, generator_optimizer = self.optimizers
         size = batch.shape[0]
+        critic = self._replica("critic")
 
-        # Critic step.
+        # Critic step. The three critic calls and the gradient penalty's double backward all feed
+        # one backward pass, so each critic parameter gets one gradient per step, which the
+        # data-parallel wrapper averages over the ranks. The penalty's torch.autograd.grad
+        # differentiates with respect to the interpolates only, so it accumulates no parameter
+        # gradients and triggers no averaging of its own.
         with torch.no_grad():
-            fake = self.generator(self._noise((size, self.latent_dim), None))
-        real_score = self.critic(batch).mean()
-        fake_score = self.critic(fake).mean()
+            fake = self.generator(self._batch_noise((size, self.latent_dim)))
+        real_score = critic(batch).mean()
+        fake_score = critic(fake).mean()
         penalty = self._gradient_penalty(batch, fake)
         wasserstein = real_score - fake_score
         loss_critic = -wasserstein + self.gp_lambda * penalty
@@ -124,16 +140,26 @@ class WGANGP(GenerativeModel):
         # Generator step, with the critic frozen so its gradients stay untouched.
         if step % self.n_critic == 0:
             self.critic.requires_grad_(False)
-            fake = self.generator(self._noise((size, self.latent_dim), None))
+            fake = self._replica("generator")(self._batch_noise((size, self.latent_dim)))
             loss_generator = -self.critic(fake).mean()
             mmd = torch.zeros((), device=batch.device)
             if self.mmd_weight > 0:
                 mmd = self._mass_mmd(fake, batch)
-                loss_generator = loss_generator + self.mmd_weight * mmd
+                mmd_term = mmd
+                if self._world_size > 1:
+                    # Each rank differentiates the global MMD through its own generated rows only,
+                    # and the wrapper averages the ranks' gradients. Scaling the gradient (not the
+                    # value) by the world size makes that average the gradient of the global MMD.
+                    mmd_term = mmd + (self._world_size - 1) * (mmd - mmd.detach())
+                loss_generator = loss_generator + self.mmd_weight * mmd_term
             clip_and_step(generator_optimizer, loss_generator, list(self.generator.parameters()), self.grad_clip)
             self.critic.requires_grad_(True)
             self.generator_ema.update_parameters(self.generator)
-            self.last_generator_losses.copy_(torch.stack([loss_generator.detach(), mmd.detach()]))
+            # The buffer keeps the mean over the ranks, so every rank reports (and a checkpoint
+            # stores) the same values between generator updates.
+            self.last_generator_losses.copy_(
+                self._mean_over_ranks(torch.stack([loss_generator.detach(), mmd.detach()]))
+            )
 
         values = torch.cat(
             [
@@ -155,17 +181,21 @@ class WGANGP(GenerativeModel):
 
     def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Return the mean of (|grad D| - 1)^2 on random interpolates of real and fake events."""
-        alpha = torch.rand(real.shape[0], 1, device=real.device)
+        alpha = self._batch_noise((real.shape[0], 1), uniform=True)
         interpolates = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-        scores = self.critic(interpolates)
+        scores = self._replica("critic")(interpolates)
         (gradients,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
         return ((gradients.norm(dim=1) - 1.0) ** 2).mean()
 
     def _mass_mmd(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """Return the biased squared MMD between the masses of ``fake`` and ``real`` (Gaussian kernels)."""
+        """Return the biased squared MMD between the masses of ``fake`` and ``real`` (Gaussian kernels).
+
+        With several ranks, the MMD is that of the whole global batch: the masses of the other
+        ranks' rows are gathered without gradients.
+        """
         assert self._mass_function is not None
-        fake_mass = self._mass_function(fake)
-        real_mass = self._mass_function(real).detach()
+        fake_mass = self._gather_over_ranks(self._mass_function(fake))
+        real_mass = self._gather_over_ranks(self._mass_function(real).detach())
         samples = torch.cat([fake_mass, real_mass])[:, None]
         distances = (samples - samples.T) ** 2
         kernel = sum(torch.exp(-distances / (2 * width**2)) for width in self.mmd_bandwidths)

@@ -90,6 +90,15 @@ class VAE(GenerativeModel):
             return self.beta
         return self.beta * min(1.0, max(step, 0) / self.kl_warmup_steps)
 
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode ``batch`` [B, dim], draw one latent per event and decode it.
+
+        Returns the posterior mean and log-variance [B, latent_dim] and the decoded mean [B, dim].
+        """
+        mu, log_var = self.encoder(batch).chunk(2, dim=1)
+        z = mu + torch.exp(0.5 * log_var) * self._batch_noise(tuple(mu.shape), dtype=mu.dtype)
+        return mu, log_var, self.decoder(z)
+
     def training_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         """Take one optimizer step on the negative ELBO and return the losses.
 
@@ -101,9 +110,7 @@ class VAE(GenerativeModel):
             raise RuntimeError("call configure_optimizers before training_step")
         beta = self.kl_weight(step)
 
-        mu, log_var = self.encoder(batch).chunk(2, dim=1)
-        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
-        x_mean = self.decoder(z)
+        mu, log_var, x_mean = self._replica("model")(batch)
         log_std = self.log_std.clamp(min=MIN_LOG_STD)
 
         normalised = (batch - x_mean) * torch.exp(-log_std)

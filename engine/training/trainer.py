@@ -36,6 +36,7 @@ import scipy.stats
 import torch
 
 from cmsgen.engine.errors import ConfigError, NoEventsError, RunFailedError
+from cmsgen.engine.training import distributed as data_parallel
 from cmsgen.engine.training.checkpoint import (
     CHECKPOINT_FORMAT,
     all_finite,
@@ -45,6 +46,7 @@ from cmsgen.engine.training.checkpoint import (
     save_checkpoint,
 )
 from cmsgen.engine.training.config import RunConfig, dumps_toml, parse_config
+from cmsgen.engine.training.distributed import DistributedContext
 from cmsgen.engine.training.runs import RunDirectory, utc_now, write_json_atomic
 from cmsgen.engine.training.splits import Splits, load_splits, make_splits, save_splits
 
@@ -177,10 +179,24 @@ def start_run(
     runs_dir: str | Path = "runs",
     name: str | None = None,
     callback: ProgressCallback | None = None,
+    *,
+    distributed: DistributedContext | None = None,
 ) -> Trainer:
-    """Create a run directory for ``config`` and return its trainer, ready to ``run()``."""
-    run = create_run_directory(runs_dir, name, config)
-    return Trainer(config, run, resume=False, callback=callback)
+    """Create a run directory for ``config`` and return its trainer, ready to ``run()``.
+
+    With ``distributed``, every rank calls this: rank 0 creates the directory and sends its path
+    to the other ranks.
+
+    Raises:
+        ConfigError: The run directory cannot be created, or the batch does not split into equal
+            shares for the ranks.
+    """
+    if distributed is None:
+        run = create_run_directory(runs_dir, name, config)
+        return Trainer(config, run, resume=False, callback=callback)
+    data_parallel.check_global_batch(config.training.batch_size, distributed.world_size)
+    path = data_parallel.run_on_main(lambda: create_run_directory(runs_dir, name, config).path, distributed)
+    return Trainer(config, RunDirectory(path), resume=False, callback=callback, distributed=distributed)
 
 
 def resume_run(
@@ -189,21 +205,33 @@ def resume_run(
     epochs: int | None = None,
     device: str | None = None,
     callback: ProgressCallback | None = None,
+    distributed: DistributedContext | None = None,
 ) -> Trainer:
     """Reopen a run from its last checkpoint, optionally with more ``epochs`` or another ``device``.
 
+    A run can be resumed with any number of ranks whose share of the batch is whole, whatever
+    number trained it. With ``distributed``, rank 0 reads the run and sends its config to the others.
+
     Raises:
         DataNotFoundError, UnreadableFileError: The run or its files are missing.
-        ConfigError: The run is still running, or already has ``epochs`` epochs.
+        ConfigError: The run is still running, or already has ``epochs`` epochs, or its batch does
+            not split into equal shares for the ranks.
     """
     run = RunDirectory(path)
-    status = run.status()
-    if status["state"] == "running":
-        raise ConfigError(
-            f"run {run.path} is still running (process {status.get('pid')}). Stop it before resuming."
-        )
-    config = parse_config(run.config(), base_dir=run.path).with_overrides(epochs=epochs, device=device)
-    return Trainer(config, run, resume=True, callback=callback)
+
+    def read_config() -> RunConfig:
+        status = run.status()
+        if status["state"] == "running":
+            raise ConfigError(
+                f"run {run.path} is still running (process {status.get('pid')}). Stop it before resuming."
+            )
+        return parse_config(run.config(), base_dir=run.path).with_overrides(epochs=epochs, device=device)
+
+    if distributed is None:
+        return Trainer(read_config(), run, resume=True, callback=callback)
+    config = data_parallel.run_on_main(read_config, distributed)
+    data_parallel.check_global_batch(config.training.batch_size, distributed.world_size)
+    return Trainer(config, run, resume=True, callback=callback, distributed=distributed)
 
 
 class Trainer:
@@ -215,6 +243,10 @@ class Trainer:
         resume: Whether to continue from ``checkpoints/last.pt``.
         callback: Called with a ``Progress`` at the start, on each logged step, at each
             epoch's end and at the end. It runs on the training thread, so it must be quick.
+            With several ranks, rank 0 alone calls it.
+        distributed: This rank's place in a data-parallel run, or None for one process. Rank 0
+            alone writes the run directory. The other ranks never read or write it: rank 0 sends
+            them the data splits, the preprocessing and, on resume, the checkpoint.
     """
 
     def __init__(
@@ -224,17 +256,24 @@ class Trainer:
         *,
         resume: bool = False,
         callback: ProgressCallback | None = None,
+        distributed: DistributedContext | None = None,
     ) -> None:
         self.config = config
         self.run_dir = run
         self.resuming = resume
-        self.callback = callback
-        self.device = resolve_device(config.training.device)
+        self.distributed = distributed
+        self.writes_files = distributed is None or distributed.is_main
+        self.callback = callback if self.writes_files else None
+        if distributed is None:
+            self.device = resolve_device(config.training.device)
+        else:
+            self.device = data_parallel.rank_device(config.training.device, distributed)
         self._stop_requested = threading.Event()
         self._stop_reason = ""
         self._status: dict[str, Any] = {}
         self._status_written_at = 0.0
         self._metrics_handle: Any = None
+        self._stop_agreed_now = False
         self.total_steps = 0
         self.position = _Position()
 
@@ -280,7 +319,14 @@ class Trainer:
             self._fail_quietly(error.message)
             raise
         except Exception as error:
-            self._fail_quietly(f"training failed at step {self.position.step}: {_message_of(error)}")
+            message = f"training failed at step {self.position.step}: {_message_of(error)}"
+            if self.distributed is not None:
+                message = (
+                    f"training failed at step {self.position.step} on rank {self.distributed.rank} of "
+                    f"{self.distributed.world_size}: {_message_of(error)}. If the connection to another rank was lost, "
+                    "that rank stopped or crashed first, and the log file says why."
+                )
+            self._fail_quietly(message)
             raise
 
     def _set_up(self) -> None:
@@ -292,19 +338,13 @@ class Trainer:
         seed_everything(training.seed)
         self.feature_set = get_feature_set(self.config.data.feature_set, **self.config.data.options)
 
-        if self.resuming:
-            self.splits = load_splits(self.run_dir.data_path)
-            self.preprocessing = self.run_dir.preprocessing()
+        if self.distributed is None:
+            self.splits, self.preprocessing = self._prepare_data()
         else:
-            self.splits = self._load_and_split()
-            self.preprocessing = Preprocessing.fit(
-                self.splits.train,
-                self.splits.columns,
-                self._column_kinds(),
-                dict(self.feature_set.discrete_values),
-                seed=training.seed,
-            )
-            self._write(self.run_dir.preprocessing_path, lambda p: write_json_atomic(self.preprocessing.to_dict(), p))
+            splits, preprocessing = data_parallel.run_on_main(self._prepare_data, self.distributed)
+            self.splits = splits
+            # Rank 0 keeps its own object. The other ranks rebuild it from its exact dictionary form.
+            self.preprocessing = preprocessing if self.distributed.is_main else Preprocessing.from_dict(preprocessing.to_dict())
 
         # The transform is seeded by the config alone, so a resumed run rebuilds the same tensor.
         train_z = self.preprocessing.transform(self.splits.train, np.random.default_rng([training.seed, 0]))
@@ -319,6 +359,11 @@ class Trainer:
 
         n_train = len(self.splits.train)
         self.batch_size = min(training.batch_size, n_train)
+        # The batch size is global: each rank trains on its equal share of every batch.
+        world_size = 1 if self.distributed is None else self.distributed.world_size
+        data_parallel.check_global_batch(self.batch_size, world_size)
+        self.rank_batch_size = self.batch_size // world_size
+        self.rank_offset = 0 if self.distributed is None else self.distributed.rank * self.rank_batch_size
         self.steps_per_epoch = max(1, n_train // self.batch_size)
         self.total_steps = training.epochs * self.steps_per_epoch
         self.schedulers = self._make_schedulers()
@@ -331,6 +376,8 @@ class Trainer:
 
         if self.resuming:
             self._restore()
+        if self.distributed is not None:
+            data_parallel.wrap_model(self.model, self.device, self.distributed)
         # A resumed run rewrites its config too, so that --epochs and --device overrides persist.
         resolved = self.config.to_dict()
         resolved["model"] = {"family": self.config.model.family, **self.model.hyperparameters()}
@@ -348,6 +395,31 @@ class Trainer:
             self.steps_per_epoch,
             training.epochs,
         )
+        if self.distributed is not None:
+            log.info(
+                "rank %d of %d trains on rows %d to %d of each batch",
+                self.distributed.rank,
+                world_size,
+                self.rank_offset,
+                self.rank_offset + self.rank_batch_size - 1,
+            )
+
+    def _prepare_data(self) -> tuple[Splits, Any]:
+        """Load and split the data and fit the preprocessing, or read both back on resume."""
+        from cmsgen.engine.features.preprocessing import Preprocessing
+
+        if self.resuming:
+            return load_splits(self.run_dir.data_path), self.run_dir.preprocessing()
+        splits = self._load_and_split()
+        preprocessing = Preprocessing.fit(
+            splits.train,
+            splits.columns,
+            self._column_kinds(splits),
+            dict(self.feature_set.discrete_values),
+            seed=self.config.training.seed,
+        )
+        self._write(self.run_dir.preprocessing_path, lambda p: write_json_atomic(preprocessing.to_dict(), p))
+        return splits, preprocessing
 
     def _load_and_split(self) -> Splits:
         from cmsgen.engine.features import load_features
@@ -376,12 +448,12 @@ class Trainer:
         self._write(self.run_dir.data_path, lambda p: save_splits(splits, p))
         return splits
 
-    def _column_kinds(self) -> tuple[str, ...]:
+    def _column_kinds(self, splits: Splits) -> tuple[str, ...]:
         kinds = tuple(self.feature_set.kinds)
-        if len(kinds) != len(self.splits.columns):
+        if len(kinds) != len(splits.columns):
             raise ConfigError(
                 f"feature set {self.config.data.feature_set!r} has {len(kinds)} kinds for "
-                f"{len(self.splits.columns)} columns"
+                f"{len(splits.columns)} columns"
             )
         return kinds
 
@@ -429,8 +501,8 @@ class Trainer:
         while position.epoch < training.epochs:
             permutation = self._epoch_permutation()
             for batch_index in range(position.batch_in_epoch, self.steps_per_epoch):
-                start = batch_index * self.batch_size
-                batch = self.train_x.index_select(0, permutation[start : start + self.batch_size])
+                start = batch_index * self.batch_size + self.rank_offset
+                batch = self.train_x.index_select(0, permutation[start : start + self.rank_batch_size])
                 with self.autocast:
                     losses = self.model.training_step(batch, position.step)
                 for scheduler in self.schedulers:
@@ -438,6 +510,8 @@ class Trainer:
                 position.step += 1
                 position.batch_in_epoch = batch_index + 1
                 interval_steps += 1
+                if self.distributed is not None:
+                    losses = self._agree_on_step(losses)
                 self._check_finite(losses)
                 position.last_losses = losses
 
@@ -450,13 +524,13 @@ class Trainer:
                     self._notify("step", record)
                     interval_start, interval_steps = time.perf_counter(), 0
 
-                if self._stop_requested.is_set() and not end_of_epoch:
+                if self._stop_agreed() and not end_of_epoch:
                     return self._stop()
 
             elapsed = time.perf_counter() - interval_start
             self._end_epoch(position.last_losses, interval_steps, elapsed)
             interval_start, interval_steps = time.perf_counter(), 0
-            if self._stop_requested.is_set() and position.epoch < training.epochs:
+            if position.epoch < training.epochs and self._stop_at_epoch_end():
                 return self._stop(save=False)  # _end_epoch has just saved this state
 
         message = f"finished {position.epoch} epochs ({position.step} steps)"
@@ -464,6 +538,34 @@ class Trainer:
         self._notify("end", {})
         log.info("run %s %s, best w1_mass %s", self.run_dir.path, message, position.best_metric)
         return self._result("finished", message)
+
+    def _agree_on_step(self, losses: dict[str, float]) -> dict[str, float]:
+        """Average the step's losses over the ranks, and agree on whether to stop after this step.
+
+        Each rank's losses are means over its equal share of the batch, so their mean is the
+        loss of the global batch. The stop flag rides on the same all-reduce, so every rank gets
+        a stop request (a signal to any rank) at the same step.
+        """
+        names = list(losses)
+        values, stop = data_parallel.mean_over_ranks(
+            [float(losses[name]) for name in names], self._stop_requested.is_set(), self.device
+        )
+        self._stop_agreed_now = stop
+        if stop and not self._stop_requested.is_set():
+            self.request_stop("another rank received a stop request")
+        return dict(zip(names, values, strict=True))
+
+    def _stop_agreed(self) -> bool:
+        """Return whether to stop after this step: the flag agreed at this step with several ranks."""
+        if self.distributed is None:
+            return self._stop_requested.is_set()
+        return self._stop_agreed_now
+
+    def _stop_at_epoch_end(self) -> bool:
+        """Return whether to stop at this epoch's end, agreed by all ranks when there are several."""
+        if self.distributed is None:
+            return self._stop_requested.is_set()
+        return data_parallel.any_rank(self._stop_requested.is_set(), self.device)
 
     def _epoch_permutation(self) -> torch.Tensor:
         """Draw this epoch's permutation of the training rows on the device and return it.
@@ -483,6 +585,8 @@ class Trainer:
         position = self.position
         position.epoch += 1
         position.batch_in_epoch = 0
+        if not self.writes_files:
+            return  # rank 0 alone computes the physics metric and writes the epoch's files
         w1 = self._physics_metric()
         improved = math.isfinite(w1) and (position.best_metric is None or w1 < position.best_metric)
         if improved:
@@ -558,6 +662,8 @@ class Trainer:
         return record
 
     def _open_metrics(self) -> None:
+        if not self.writes_files:
+            return
         path = self.run_dir.metrics_path
         if self.resuming:
             self._truncate_metrics(self.position.step)
@@ -573,6 +679,8 @@ class Trainer:
         self._write(self.run_dir.metrics_path, lambda p: _write_text_atomic(text, p))
 
     def _append_metrics(self, record: dict[str, Any]) -> None:
+        if not self.writes_files:
+            return
         try:
             self._metrics_handle.write(json.dumps(record) + "\n")
             self._metrics_handle.flush()
@@ -580,6 +688,8 @@ class Trainer:
             raise _write_error(self.run_dir.metrics_path, error) from error
 
     def _write_status(self, *, state: str, message: str, force: bool = False) -> None:
+        if not self.writes_files:
+            return
         now = time.monotonic()
         if not force and now - self._status_written_at < STATUS_INTERVAL:
             return
@@ -605,6 +715,8 @@ class Trainer:
                 "updated": utc_now(),
             }
         )
+        if self.distributed is not None:
+            self._status["world_size"] = self.distributed.world_size
         self._write(self.run_dir.status_path, lambda p: write_json_atomic(self._status, p))
         self._status_written_at = now
 
@@ -619,6 +731,8 @@ class Trainer:
         self._write_status_quietly(state="failed", message=message)
 
     def _write(self, path: Path, writer: Callable[[Path], None]) -> None:
+        if not self.writes_files:
+            return
         try:
             writer(path)
         except OSError as error:
@@ -631,7 +745,13 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
 
     def _save(self, checkpoint: str) -> None:
-        """Write checkpoint "last" or "best". Weights that are not finite are never written."""
+        """Write checkpoint "last" or "best". Weights that are not finite are never written.
+
+        The model's state dict has no "module." prefixes, because the data-parallel wrappers are
+        not its submodules, so any number of ranks can resume from it.
+        """
+        if not self.writes_files:
+            return
         if not all_finite(self.model):
             log.error(
                 "not saving the %s checkpoint at step %d: the weights are not finite", checkpoint, self.position.step
@@ -657,7 +777,11 @@ class Trainer:
         save_checkpoint(state, self.run_dir.checkpoint_path(checkpoint))
 
     def _restore(self) -> None:
-        state = load_checkpoint(self.run_dir.checkpoint_path("last"))
+        path = self.run_dir.checkpoint_path("last")
+        if self.distributed is None:
+            state = load_checkpoint(path)
+        else:
+            state = data_parallel.run_on_main(lambda: load_checkpoint(path), self.distributed)
         if int(state["dim"]) != self.dim:
             raise ConfigError(
                 f"checkpoint of run {self.run_dir.path} has {state['dim']} features but the preprocessing "
@@ -695,8 +819,9 @@ class Trainer:
 
         def handle(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
-            if self._stop_requested.is_set() and signum == signal.SIGINT:
-                # A second Ctrl-C stops at once, without a new checkpoint.
+            if self._stop_requested.is_set() and signum == signal.SIGINT and self.distributed is None:
+                # A second Ctrl-C stops at once, without a new checkpoint. Ranks of a data-parallel
+                # run get a second SIGINT from the launcher after Ctrl-C, so they keep the agreed stop.
                 raise KeyboardInterrupt
             log.warning("received %s: stopping after the current step", name)
             self.request_stop(f"received {name}")

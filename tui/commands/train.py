@@ -2,10 +2,14 @@
 
 With a terminal on stdout, progress is a rich progress bar with the latest losses. Otherwise
 (a pipe, a batch job, the TUI's subprocess) it is one plain line per logged step and epoch.
+
+``--nproc N`` trains with N data-parallel ranks on this node, and the same command started by
+``torchrun`` joins torchrun's process group. Rank 0 alone prints progress and the result.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,6 +20,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
 
     from cmsgen.engine.training.trainer import Progress
+
+log = logging.getLogger(__name__)
 
 # Loss keys shown in progress output, in this order, when the model reports them.
 SHOWN_LOSSES = ("loss", "loss_critic", "loss_generator", "nll", "reconstruction", "kl")
@@ -122,37 +128,142 @@ def run_training(
     resume: str | None,
     device: str | None,
     epochs: int | None,
+    nproc: int | None = None,
 ) -> int:
-    """Start or resume a run and return the exit code (0 finished, 130 stopped)."""
+    """Start or resume a run and return the exit code (0 finished, 130 stopped).
+
+    With ``nproc`` > 1, start that many ranks on this node. Under torchrun (``WORLD_SIZE`` set),
+    join its process group. Otherwise train in this process.
+    """
+    from cmsgen.engine.errors import CmsgenError
+    from cmsgen.engine.training import distributed
+
+    request = {
+        "config_path": config_path,
+        "data": data,
+        "runs_dir": runs_dir,
+        "name": name,
+        "resume": resume,
+        "device": device,
+        "epochs": epochs,
+    }
+    if nproc is not None:
+        return _launch_ranks(nproc, request)
+
+    context = distributed.init_from_environment()
+    if context is None:
+        return _train(**request, context=None)
+    try:
+        return _train(**request, context=context)
+    except CmsgenError as error:
+        if context.is_main:
+            raise
+        # Rank 0 reports the error, so the other ranks only log it.
+        log.error("rank %d stopped: %s", context.rank, error.message)
+        return error.exit_code
+    finally:
+        distributed.destroy(context)
+
+
+def train_rank(request: dict[str, Any]) -> dict[str, Any]:
+    """Train as one rank started by ``--nproc`` and return ``{"exit_code": ...}``."""
+    from cmsgen.engine.logs import setup_file_logging
+
+    setup_file_logging()
+    return {"exit_code": run_training(**request)}
+
+
+def _launch_ranks(nproc: int, request: dict[str, Any]) -> int:
+    """Start ``nproc`` ranks of ``train_rank`` on this node and return rank 0's exit code.
+
+    Raises:
+        ConfigError: ``nproc`` is invalid, this process is already a rank, or the batch does not
+            split into ``nproc`` equal shares.
+        CmsgenError: Rank 0's error, with its exit code.
+    """
+    from cmsgen.engine.errors import EXIT_INTERRUPTED, CmsgenError, ConfigError, RunFailedError
+    from cmsgen.engine.logs import log_path
+    from cmsgen.engine.training import distributed
+    from cmsgen.engine.training.config import load_config
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc {nproc} is invalid: expected an integer >= 1")
+    if distributed.environment_world_size() is not None:
+        raise ConfigError("--nproc is invalid under torchrun, which starts the ranks itself. Leave out --nproc.")
+    if nproc == 1:
+        return run_training(**request)
+    if request["resume"] is None and request["config_path"] is not None:
+        # Check the batch before any process starts. A resumed run's config is checked by rank 0.
+        config = load_config(request["config_path"])
+        distributed.check_global_batch(config.training.batch_size, nproc)
+
+    launch = distributed.launch_local(nproc, train_rank, request)
+    crashed = [rank for rank in range(nproc) if rank not in launch.outcomes]
+    if crashed and launch.signal is None:
+        # A rank that crashed or was killed reports nothing, and the others then fail on the lost connection.
+        raise RunFailedError(
+            f"rank {crashed[0]} of {nproc} crashed or was killed, so training stopped and the last checkpoint is kept. "
+            f"The details are in {log_path()}."
+        )
+    main = launch.outcomes.get(0)
+    if main is None:
+        log.warning("training stopped by %s before rank 0 reported its result", launch.signal)
+        return EXIT_INTERRUPTED
+    # Rank 0's outcome comes first. Another rank's error is reported only when rank 0 finished.
+    if "message" in main:
+        raise CmsgenError(main["message"], exit_code=main["exit_code"])
+    errors = [outcome for _, outcome in sorted(launch.outcomes.items()) if "message" in outcome]
+    if main["exit_code"] == 0 and errors:
+        raise CmsgenError(errors[0]["message"], exit_code=errors[0]["exit_code"])
+    return int(main["exit_code"])
+
+
+def _train(
+    config_path: Path | None,
+    *,
+    data: list[Path] | None,
+    runs_dir: Path,
+    name: str | None,
+    resume: str | None,
+    device: str | None,
+    epochs: int | None,
+    context: Any,
+) -> int:
     from cmsgen.engine.errors import EXIT_INTERRUPTED, ConfigError
     from cmsgen.engine.training.config import load_config
     from cmsgen.engine.training.trainer import resume_run, start_run
 
+    is_main = context is None or context.is_main
     interactive = sys.stdout.isatty()
-    reporter: PlainReporter | RichReporter = RichReporter() if interactive else PlainReporter()
+    reporter: PlainReporter | RichReporter | None = None
+    if is_main:
+        reporter = RichReporter() if interactive else PlainReporter()
     try:
         if resume is not None:
             if config_path is not None or data:
                 raise ConfigError(
                     "--resume continues a run with its stored config. Leave out CONFIG and --data."
                 )
-            trainer = resume_run(resolve_run_path(resume, runs_dir), epochs=epochs, device=device, callback=reporter)
+            trainer = resume_run(
+                resolve_run_path(resume, runs_dir), epochs=epochs, device=device, callback=reporter, distributed=context
+            )
         else:
             if config_path is None:
                 raise ConfigError("training config file is missing. Give one (see sample_configs/), or use --resume RUN.")
             config = load_config(config_path).with_overrides(
                 paths=[str(p) for p in data] if data else None, device=device, epochs=epochs
             )
-            trainer = start_run(config, runs_dir=runs_dir, name=name, callback=reporter)
+            trainer = start_run(config, runs_dir=runs_dir, name=name, callback=reporter, distributed=context)
         result = trainer.run()
     finally:
         if isinstance(reporter, RichReporter):
             reporter.close()
 
-    typer.echo(result.message)
-    typer.echo(f"run directory: {result.run.path}")
-    if result.best_metric is not None:
-        typer.echo(f"best w1_mass: {result.best_metric:.4g} GeV")
+    if is_main:
+        typer.echo(result.message)
+        typer.echo(f"run directory: {result.run.path}")
+        if result.best_metric is not None:
+            typer.echo(f"best w1_mass: {result.best_metric:.4g} GeV")
     return EXIT_INTERRUPTED if result.state == "stopped" else 0
 
 
@@ -186,10 +297,18 @@ def register(app: typer.Typer) -> None:
         epochs: Annotated[
             int | None, typer.Option("--epochs", help="Number of epochs in total (replaces training.epochs).")
         ] = None,
+        nproc: Annotated[
+            int | None,
+            typer.Option(
+                "--nproc",
+                help="Number of data-parallel ranks to start on this node (one per GPU, or CPU processes with gloo). "
+                "training.batch_size stays the global batch and must be a multiple of it. Leave out under torchrun.",
+            ),
+        ] = None,
     ) -> None:
         """Train a GAN, VAE or flow on real events. SIGINT or SIGTERM stops training after saving a checkpoint."""
         code = run_training(
-            config, data=data, runs_dir=runs_dir, name=name, resume=resume, device=device, epochs=epochs
+            config, data=data, runs_dir=runs_dir, name=name, resume=resume, device=device, epochs=epochs, nproc=nproc
         )
         if code:
             raise typer.Exit(code)
