@@ -217,3 +217,24 @@ def test_copy_of_sample_file_is_readable(broken_sample: dict[str, Path], tmp_pat
     report = build_report([copy], step_size=STEP).to_dict()
     assert report["n_events"] == 1000
     assert report["unreadable"] == []
+
+
+def test_training_on_dask_equals_serial(client: Any, broken_sample: dict[str, Path], tmp_path: Path) -> None:
+    """A run whose config sets data.dask reads the same features and trains the same model."""
+    from test_training import write_config
+
+    from cmsgen.engine.training.config import load_config
+    from cmsgen.engine.training.trainer import start_run
+
+    config_path = write_config(tmp_path, broken_sample["sample"], "flow", epochs=1, batch_size=256)
+    serial = start_run(load_config(config_path), runs_dir=tmp_path / "runs", name="serial").run()
+    dask_config = load_config(config_path).with_overrides(dask=client.scheduler.address)
+    assert dask_config.data.dask == client.scheduler.address
+    on_dask = start_run(dask_config, runs_dir=tmp_path / "runs", name="dask").run()
+
+    assert on_dask.state == "finished"
+    assert on_dask.best_metric == serial.best_metric
+    serial_rows = [json.loads(line) for line in (serial.run.path / "metrics.jsonl").read_text().splitlines()]
+    dask_rows = [json.loads(line) for line in (on_dask.run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [row.get("loss") for row in dask_rows] == [row.get("loss") for row in serial_rows]
+    assert 'dask = "' in (on_dask.run.path / "config.toml").read_text()

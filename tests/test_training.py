@@ -80,6 +80,7 @@ def loss_series(run: RunDirectory, key: str = "loss") -> list[float]:
         ("model", "family", "diffusion", "model.family = 'diffusion' is invalid"),
         ("data", "max_events", -1, "data.max_events = -1 is invalid"),
         ("data", "feature_set", "trimuon", "'trimuon' is unknown"),
+        ("data", "dask", "host:8786", "data.dask = 'host:8786' is invalid"),
     ],
 )
 def test_config_rejects_invalid_value(tmp_path: Path, section: str, key: str, value: Any, expected: str) -> None:

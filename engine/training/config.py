@@ -2,7 +2,8 @@
 
 A config has four sections::
 
-    [data]        paths, feature_set, options (a table of feature-set options), max_events
+    [data]        paths, feature_set, options (a table of feature-set options), max_events,
+                  dask ("local" or a Dask scheduler address: read the features on a Dask cluster)
     [model]       family ("gan", "vae", "flow") and the hyperparameters passed to build_model
     [training]    epochs, batch_size, lr, weight_decay, scheduler, seed, device, log_every,
                   val_fraction, test_fraction, metric_events
@@ -38,6 +39,8 @@ class DataConfig:
     feature_set: str = "dimuon"
     options: dict[str, Any] = field(default_factory=dict)
     max_events: int | None = None
+    # None reads the features in this process; "local" or a scheduler address reads them on Dask.
+    dask: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,15 +84,19 @@ class RunConfig:
         paths: list[str] | None = None,
         device: str | None = None,
         epochs: int | None = None,
+        dask: str | None = None,
     ) -> RunConfig:
         """Return a copy with command-line overrides applied and validated.
 
         ``paths`` replace ``data.paths`` and are resolved against the current directory.
+        ``dask`` replaces ``data.dask``.
         """
         config = self
         if paths:
             resolved = tuple(str(Path(path).expanduser().resolve()) for path in paths)
             config = replace(config, data=replace(config.data, paths=resolved))
+        if dask is not None:
+            config = replace(config, data=replace(config.data, dask=_dask_address(dask)))
         training_values: dict[str, Any] = {}
         if device is not None:
             training_values["device"] = device
@@ -105,6 +112,8 @@ class RunConfig:
         data: dict[str, Any] = {"paths": list(self.data.paths), "feature_set": self.data.feature_set}
         if self.data.max_events is not None:
             data["max_events"] = self.data.max_events
+        if self.data.dask is not None:
+            data["dask"] = self.data.dask
         data["options"] = dict(self.data.options)
         return {
             "data": data,
@@ -155,7 +164,7 @@ def parse_config(table: Mapping[str, Any], *, base_dir: Path, source: Path | Non
 
 
 def _parse_data(section: Mapping[str, Any], base_dir: Path) -> DataConfig:
-    _reject_unknown(section, ("paths", "feature_set", "options", "max_events"), prefix="data.")
+    _reject_unknown(section, ("paths", "feature_set", "options", "max_events", "dask"), prefix="data.")
     if "paths" not in section:
         raise ConfigError("data.paths is missing: give a list of data files, directories or globs")
     raw_paths = section["paths"]
@@ -180,7 +189,19 @@ def _parse_data(section: Mapping[str, Any], base_dir: Path) -> DataConfig:
     if max_events is not None:
         max_events = _integer("data.max_events", max_events, minimum=0)
         max_events = max_events or None  # 0 means every event
-    return DataConfig(paths=paths, feature_set=feature_set, options=dict(options), max_events=max_events)
+    dask = section.get("dask")
+    if dask is not None:
+        dask = _dask_address(dask)
+    return DataConfig(paths=paths, feature_set=feature_set, options=dict(options), max_events=max_events, dask=dask)
+
+
+def _dask_address(value: Any) -> str:
+    """Return ``value`` when it is "local" or a Dask scheduler address such as tcp://host:8786, else raise ConfigError."""
+    if not isinstance(value, str) or not (value == "local" or "://" in value):
+        raise ConfigError(
+            f"data.dask = {value!r} is invalid: expected \"local\" or a Dask scheduler address such as tcp://host:8786"
+        )
+    return value
 
 
 def _resolve_path(path: str, base_dir: Path) -> str:

@@ -425,7 +425,7 @@ class Trainer:
         from cmsgen.engine.features import load_features
 
         data = self.config.data
-        table = load_features(list(data.paths), data.feature_set, options=data.options, max_events=data.max_events)
+        table = load_features(list(data.paths), data.feature_set, options=data.options, max_events=data.max_events, dask=data.dask)
         values = np.asarray(table.values, dtype=np.float64)
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():

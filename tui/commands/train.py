@@ -129,6 +129,7 @@ def run_training(
     device: str | None,
     epochs: int | None,
     nproc: int | None = None,
+    dask: str | None = None,
 ) -> int:
     """Start or resume a run and return the exit code (0 finished, 130 stopped).
 
@@ -146,6 +147,7 @@ def run_training(
         "resume": resume,
         "device": device,
         "epochs": epochs,
+        "dask": dask,
     }
     if nproc is not None:
         return _launch_ranks(nproc, request)
@@ -227,6 +229,7 @@ def _train(
     resume: str | None,
     device: str | None,
     epochs: int | None,
+    dask: str | None,
     context: Any,
 ) -> int:
     from cmsgen.engine.errors import EXIT_INTERRUPTED, ConfigError
@@ -240,9 +243,9 @@ def _train(
         reporter = RichReporter() if interactive else PlainReporter()
     try:
         if resume is not None:
-            if config_path is not None or data:
+            if config_path is not None or data or dask:
                 raise ConfigError(
-                    "--resume continues a run with its stored config. Leave out CONFIG and --data."
+                    "--resume continues a run with its stored config. Leave out CONFIG, --data, --dask and --scheduler."
                 )
             trainer = resume_run(
                 resolve_run_path(resume, runs_dir), epochs=epochs, device=device, callback=reporter, distributed=context
@@ -251,7 +254,7 @@ def _train(
             if config_path is None:
                 raise ConfigError("training config file is missing. Give one (see sample_configs/), or use --resume RUN.")
             config = load_config(config_path).with_overrides(
-                paths=[str(p) for p in data] if data else None, device=device, epochs=epochs
+                paths=[str(p) for p in data] if data else None, device=device, epochs=epochs, dask=dask
             )
             trainer = start_run(config, runs_dir=runs_dir, name=name, callback=reporter, distributed=context)
         result = trainer.run()
@@ -305,10 +308,30 @@ def register(app: typer.Typer) -> None:
                 "training.batch_size stays the global batch and must be a multiple of it. Leave out under torchrun.",
             ),
         ] = None,
+        dask: Annotated[
+            bool,
+            typer.Option("--dask", help="Read the training features on a new local Dask cluster (replaces data.dask)."),
+        ] = False,
+        scheduler: Annotated[
+            str | None,
+            typer.Option(
+                "--scheduler",
+                metavar="ADDRESS",
+                help="Read the training features on the Dask scheduler at ADDRESS (tcp://host:port); implies --dask.",
+            ),
+        ] = None,
     ) -> None:
         """Train a GAN, VAE or flow on real events. SIGINT or SIGTERM stops training after saving a checkpoint."""
         code = run_training(
-            config, data=data, runs_dir=runs_dir, name=name, resume=resume, device=device, epochs=epochs, nproc=nproc
+            config,
+            data=data,
+            runs_dir=runs_dir,
+            name=name,
+            resume=resume,
+            device=device,
+            epochs=epochs,
+            nproc=nproc,
+            dask=scheduler or ("local" if dask else None),
         )
         if code:
             raise typer.Exit(code)
