@@ -219,6 +219,17 @@ def test_two_ranks_write_one_set_of_files(zmumu_runs: dict[str, Any]) -> None:
     assert zmumu_runs["two"].stdout.count("run directory:") == 1
 
 
+def test_runs_lists_rank_count(zmumu_runs: dict[str, Any]) -> None:
+    from cmsgen.tui.commands.runs import run_rows
+    from cmsgen.tui.widgets.metrics_tail import model_label
+
+    (row,) = run_rows(zmumu_runs["folder"] / "two")
+    assert row["world_size"] == 2
+    assert model_label(row) == "gan x2"
+    (single,) = run_rows(zmumu_runs["folder"] / "one")
+    assert model_label(single) == "gan"
+
+
 @pytest.mark.parametrize("model", ["vae", "flow", "gan-mmd"])
 def test_two_ranks_match_one_process_sample(tmp_path: Path, model: str) -> None:
     write_sample(tmp_path / "sample", n_events=600, seed=5, layouts=("nanoaod",), n_files=1)

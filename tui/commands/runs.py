@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cmsgen.tui.widgets.metrics_tail import model_label
+
 # Status keys written by ``runs --json``, in this order, plus the run's path.
 JSON_KEYS = (
     "name",
@@ -24,6 +26,7 @@ JSON_KEYS = (
     "message",
     "started",
     "updated",
+    "world_size",
 )
 
 
@@ -83,7 +86,7 @@ def register(app: typer.Typer) -> None:
         for row in rows:
             table.add_row(
                 str(row["name"]),
-                str(row.get("model") or "-"),
+                model_label(row),
                 str(row.get("feature_set") or "-"),
                 str(row["state"]),
                 _progress_text(row),

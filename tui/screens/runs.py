@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from cmsgen.tui.widgets.metrics_tail import find_run_dirs, read_status
+from cmsgen.tui.widgets.metrics_tail import find_run_dirs, model_label, read_status
 from cmsgen.tui.widgets.run_monitor import process_alive
 from cmsgen.tui.widgets.tables import fill_table
 
@@ -54,7 +54,7 @@ def run_row(run_dir: Path, status: dict[str, Any]) -> tuple[str, ...]:
     return (
         run_dir.name,
         f"[{STATE_STYLES.get(state, '')}]{state}[/]" if state in STATE_STYLES else state,
-        str(status.get("model", "?")),
+        model_label(status),
         str(status.get("feature_set", "?")),
         f"{progress:.0%}" if isinstance(progress, (int, float)) else "-",
         f"{status.get('step', 0)}/{status.get('total_steps', '?')}",

@@ -111,3 +111,12 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
     if not runs_dir.is_dir():
         return []
     return sorted(path.parent for path in runs_dir.glob(f"*/{STATUS_FILE}"))
+
+
+def model_label(status: dict[str, Any]) -> str:
+    """Return the model family of a run, with its number of ranks when it trained on several."""
+    model = str(status.get("model") or "-")
+    world_size = status.get("world_size")
+    if isinstance(world_size, int) and world_size > 1:
+        return f"{model} x{world_size}"
+    return model
