@@ -150,4 +150,5 @@ def _merge_totals(left: ReportTotals, right: ReportTotals) -> ReportTotals:
     merged.merge(right)
     return merged
 
+
 __all__ = ["ReportGraph", "build_report_dask", "report_graph"]
