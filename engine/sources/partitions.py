@@ -85,7 +85,11 @@ def dask_client(address: str | None = None, n_workers: int = 2, timeout: float =
         # mmap threshold. The report allocates and frees large arrays at every step, and ran about
         # 30 % slower that way on the files of benchmarks/report_dask.py, so local workers keep glibc's default.
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+            # The scheduler's HTTP server starts even without a dashboard: a free port on 127.0.0.1
+            # keeps it local and out of the way of another cluster on the default port 8787.
+            cluster = LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+            )
         with cluster, Client(cluster) as client:
             yield client
         log.info("local Dask cluster closed")
