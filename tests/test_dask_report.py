@@ -203,6 +203,18 @@ def test_cli_unreachable_scheduler(broken_sample: dict[str, Path]) -> None:
     assert done.stdout == ""
 
 
+def test_cli_silent_service_is_not_a_scheduler(broken_sample: dict[str, Path]) -> None:
+    """A port that accepts connections but never answers (such as a dashboard) ends after the timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        done = run_cli("report", str(broken_sample["sample"]), "--scheduler", address, "--scheduler-timeout", "1", timeout=60)
+    assert done.returncode == EXIT_CONFIG
+    assert f"No Dask scheduler answered at {address} within 1 s" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_cli_invalid_scheduler_address(broken_sample: dict[str, Path]) -> None:
     done = run_cli("report", str(broken_sample["sample"]), "--scheduler", "nonsense://host", "--scheduler-timeout", "1", timeout=60)
     assert done.returncode == EXIT_CONFIG
@@ -238,3 +250,35 @@ def test_training_on_dask_equals_serial(client: Any, broken_sample: dict[str, Pa
     dask_rows = [json.loads(line) for line in (on_dask.run.path / "metrics.jsonl").read_text().splitlines()]
     assert [row.get("loss") for row in dask_rows] == [row.get("loss") for row in serial_rows]
     assert 'dask = "' in (on_dask.run.path / "config.toml").read_text()
+
+
+def test_sigterm_while_connecting_stops_train(broken_sample: dict[str, Path], tmp_path: Path) -> None:
+    """SIGTERM before the first training step stops at once, and the run is marked stopped."""
+    import os
+    import signal
+    import time
+
+    from test_training import write_config
+
+    config_path = write_config(tmp_path, broken_sample["sample"], "vae", epochs=1)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        command = [sys.executable, "-m", "cmsgen.tui", "train", str(config_path), "--scheduler", address]
+        command += ["--run-dir", str(tmp_path / "runs"), "--name", "waiting"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        status_path = tmp_path / "runs" / "waiting" / "status.json"
+        for _ in range(200):
+            if status_path.exists():
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.kill(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    status = json.loads(status_path.read_text())
+    assert status["state"] == "stopped"
+    assert status["message"] == "interrupted before training started"
+

@@ -7,6 +7,7 @@ distributed and dask-awkward import sits inside a function.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -95,23 +96,51 @@ def dask_client(address: str | None = None, n_workers: int = 2, timeout: float =
         log.info("local Dask cluster closed")
         return
 
+    unreachable = ConfigError(
+        f"No Dask scheduler answered at {address} within {timeout:g} s; "
+        "check that a scheduler runs there (`dask scheduler`, port 8786 by default) and accepts connections "
+        "from this machine, or leave the address out to start a local cluster."
+    )
     try:
-        client = Client(address, timeout=timeout)
+        client = _connect(Client, address, timeout)
     except ValueError as error:
         log.error("invalid Dask scheduler address %s: %s", address, error)
         raise ConfigError(f"The Dask scheduler address {address} is invalid ({error}); use the form tcp://host:port.") from None
     except (OSError, TimeoutError) as error:
         log.error("cannot connect to the Dask scheduler at %s: %s", address, error)
-        raise ConfigError(
-            f"Connecting to the Dask scheduler at {address} timed out after {timeout:g} s; "
-            "check that a scheduler runs there (`dask scheduler`) and accepts connections from this machine, "
-            "or leave the address out to start a local cluster."
-        ) from None
+        raise unreachable from None
     log.info("connected to the Dask scheduler at %s", address)
     try:
         yield client
     finally:
         client.close()
+
+
+def _connect(client_class: Any, address: str, timeout: float) -> Any:
+    """Return a client connected to ``address``, or raise TimeoutError after about ``timeout`` seconds.
+
+    ``Client(address, timeout=...)`` waits forever when something other than a Dask
+    scheduler (such as the dashboard's HTTP port) accepts the connection but never
+    answers the handshake. The client is therefore created in a daemon thread, which
+    is left behind when it does not finish in time.
+    """
+    outcome: dict[str, Any] = {}
+
+    def create() -> None:
+        try:
+            outcome["client"] = client_class(address, timeout=timeout)
+        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=create, name="cmsgen-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + 1.0)
+    if thread.is_alive():
+        log.error("the service at %s accepted the connection but did not answer as a Dask scheduler", address)
+        raise TimeoutError(f"no answer from {address}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["client"]
 
 
 def root_file_tasks(

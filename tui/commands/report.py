@@ -40,14 +40,24 @@ def register(app: typer.Typer) -> None:
         scheduler: str | None = typer.Option(
             None, "--scheduler", metavar="ADDRESS", help="Run the Dask graph on the scheduler at ADDRESS (tcp://host:port); implies --dask."
         ),
-        dask_workers: int = typer.Option(2, "--dask-workers", min=1, help="Number of worker processes of the local Dask cluster (one thread each)."),
+        dask_workers: int | None = typer.Option(
+            None, "--dask-workers", min=1, help="Number of worker processes of the local Dask cluster, one thread each (default 2)."
+        ),
         scheduler_timeout: float = typer.Option(10.0, "--scheduler-timeout", min=0.1, help="Seconds to wait for the connection to --scheduler."),
     ) -> None:
         from cmsgen.engine.report import build_report, np_json_default, render_markdown
 
+        from cmsgen.engine.errors import ConfigError
+
         sources = [str(p) for p in paths]
+        if dask_workers is not None and scheduler:
+            raise ConfigError("--dask-workers sets the size of a local cluster; leave it out with --scheduler.")
+        if dask_workers is not None and not dask:
+            raise ConfigError("--dask-workers needs --dask; add --dask to read the events on a local cluster.")
         if dask or scheduler:
-            report = _build_report_dask(sources, scheduler, dask_workers, scheduler_timeout, feature_set=feature_set, layout=layout, layout_files=tuple(layout_file))
+            report = _build_report_dask(
+                sources, scheduler, dask_workers or 2, scheduler_timeout, feature_set=feature_set, layout=layout, layout_files=tuple(layout_file)
+            )
         else:
             report = build_report(sources, feature_set=feature_set, layout=layout, layout_files=tuple(layout_file))
         data = report.to_dict()
@@ -68,8 +78,11 @@ def _build_report_dask(paths: list[str], scheduler: str | None, n_workers: int, 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from cmsgen.engine.report.parallel import build_report_dask
+    from cmsgen.engine.sources import open_dataset
     from cmsgen.engine.sources.partitions import dask_client
 
+    # Missing files and unknown layouts are reported before a cluster starts.
+    dataset = open_dataset(paths, layout=options.pop("layout"), layout_files=options.pop("layout_files"))
     with dask_client(scheduler, n_workers=n_workers, timeout=timeout) as client:
         progress_bar = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), console=Console(stderr=True), transient=True
@@ -80,7 +93,7 @@ def _build_report_dask(paths: list[str], scheduler: str | None, n_workers: int, 
             def show(fraction: float, message: str) -> None:
                 progress_bar.update(task, completed=fraction, description=message)
 
-            return build_report_dask(paths, client, progress=show, **options)
+            return build_report_dask(paths, client, progress=show, dataset=dataset, **options)
 
 
 def _write_text(path: Path, text: str) -> None:
