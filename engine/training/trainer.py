@@ -269,6 +269,8 @@ class Trainer:
         else:
             self.device = data_parallel.rank_device(config.training.device, distributed)
         self._stop_requested = threading.Event()
+        # False until the first training step, so that a signal during set-up stops at once.
+        self._training = False
         self._stop_reason = ""
         self._status: dict[str, Any] = {}
         self._status_written_at = 0.0
@@ -305,11 +307,16 @@ class Trainer:
     def _run(self) -> TrainResult:
         try:
             self._set_up()
+        except KeyboardInterrupt:
+            if not self.resuming:
+                self._write_status_quietly(state="stopped", message="interrupted before training started")
+            raise
         except Exception as error:
             # A resumed run keeps its last status (finished, stopped...) when it cannot restart.
             if not self.resuming:
                 self._fail_quietly(f"set-up failed: {_message_of(error)}")
             raise
+        self._training = True
         try:
             return self._loop()
         except KeyboardInterrupt:
@@ -819,10 +826,18 @@ class Trainer:
 
         def handle(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
+            if not self._training:
+                # Before the first step there is nothing to save, so reading the data stops at once.
+                log.warning("received %s before training started: stopping now", name)
+                raise KeyboardInterrupt
             if self._stop_requested.is_set() and signum == signal.SIGINT and self.distributed is None:
                 # A second Ctrl-C stops at once, without a new checkpoint. Ranks of a data-parallel
                 # run get a second SIGINT from the launcher after Ctrl-C, so they keep the agreed stop.
                 raise KeyboardInterrupt
+            if self._stop_requested.is_set():
+                # The launcher of a data-parallel run sends SIGINT and SIGTERM together: keep the first name.
+                log.warning("received %s while stopping", name)
+                return
             log.warning("received %s: stopping after the current step", name)
             self.request_stop(f"received {name}")
 
