@@ -189,3 +189,20 @@ def test_duplicate_finder_counts(event_offset: int) -> None:
     assert result["n_duplicates"] == 2
     assert result["n_repeated_keys"] == 1
     assert result["examples"] == [{"run": 1, "event": event_offset + 5}]
+
+
+def test_other_layout_files_noted(cms_data: Path) -> None:
+    """Files of another layout than the dataset's are named in the notes, since their events are not read."""
+    report = build_report([cms_data / "uproot-Zmumu.root", cms_data / "uproot-HZZ.root"]).to_dict()
+    assert report["layout"]["name"] == "hep-tutorial"
+    assert report["n_events"] == 2421
+    expected = f"{cms_data / 'uproot-Zmumu.root'}: its layout csv-pairs differs from the dataset's layout hep-tutorial"
+    assert any(note.startswith(expected) for note in report["notes"])
+
+
+def test_drift_lists_shortened_in_terminal(cms_data: Path) -> None:
+    done = run_cli("report", str(cms_data / "rootinbinder_aod2nanoaod_10000ev_run195397.root"), str(cms_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"))
+    assert done.returncode == 0, done.stderr
+    drift = done.stdout[done.stdout.index("Drift:") :]
+    assert " more" in drift
+    assert "CorrT1METJet_rawPt" not in drift

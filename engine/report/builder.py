@@ -264,6 +264,17 @@ def finish_report(
             if tree.entries == 0:
                 notes.append(f"{entry.path}: {tree.kind} {tree.path} has zero entries")
     readable = dataset.readable_files
+    chosen = dataset.layout.name if dataset.layout else None
+    for entry in dataset.files:
+        if not entry.readable or entry in readable:
+            continue
+        if entry.choice is None:
+            notes.append(f"{entry.path}: no known layout matches its branches, so its events are not read")
+        elif chosen is not None:
+            notes.append(
+                f"{entry.path}: its layout {entry.choice.layout.name} differs from the dataset's layout {chosen}, "
+                "so its events are not read; report it on its own"
+            )
     by_path = {str(entry.path): entry for entry in dataset.files}
     for error in totals.read_errors:
         unreadable.append({"file": error["file"], "branch": None, "reason": error["reason"], "route": ""})

@@ -108,6 +108,16 @@ def _write_text(path: Path, text: str) -> None:
         raise CmsgenError(f"Cannot write {path} ({error.strerror}); choose a writable path.") from None
 
 
+def _shortened(names: list[str], shown: int = 8) -> str:
+    """Return up to ``shown`` names and the count of the others, for one terminal line."""
+    if not names:
+        return "none"
+    text = ", ".join(names[:shown])
+    if len(names) > shown:
+        text += f" and {len(names) - shown} more"
+    return text
+
+
 def print_report(data: dict[str, Any]) -> None:
     """Print the report as rich tables."""
     from rich.console import Console
@@ -175,7 +185,10 @@ def print_report(data: dict[str, Any]) -> None:
         for route in routes:
             console.print(f"[bold]Conversion route:[/] {escape(route)}")
     for d in data["drift"]:
-        console.print(escape(f"Drift: {Path(d['file']).name} against {Path(d['reference']).name}: missing {d['missing']}, extra {d['extra']}"))
+        changes = [f"missing {_shortened(d['missing'])}", f"extra {_shortened(d['extra'])}"]
+        if d["type_changes"]:
+            changes.append(f"type changed {_shortened([t['branch'] for t in d['type_changes']])}")
+        console.print(escape(f"Drift: {Path(d['file']).name} against {Path(d['reference']).name}: {', '.join(changes)}"))
     for c in data["cleaning"]:
         console.print(f"[yellow]Cleaned:[/] {escape(Path(c['file']).name)}: {escape(c['action'])}")
     for note in data["notes"]:
