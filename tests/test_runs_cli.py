@@ -74,7 +74,10 @@ def test_train_writes_finished_run(trained: Path) -> None:
 def test_train_prints_plain_progress(trained: Path) -> None:
     lines = (trained / "train.stdout").read_text(encoding="utf-8").splitlines()
 
-    assert lines[0].startswith("training flow on dimuon in run tiny:")
+    assert lines[0].startswith("reading features: ")
+    assert lines[0].endswith(" entries)")
+    start = next(line for line in lines if not line.startswith("reading features: "))
+    assert start.startswith("training flow on dimuon in run tiny:")
     step_lines = [line for line in lines if line.startswith("step ")]
     assert len(step_lines) >= 2
     assert "epoch " in step_lines[-1]

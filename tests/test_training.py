@@ -211,7 +211,9 @@ def test_short_run_learns_and_writes_run(tmp_path: Path, cms_data: Path, family:
     assert run.path == tmp_path / "runs" / family
     for name in ("config.toml", "metrics.jsonl", "status.json", "preprocessing.json", "data.npz"):
         assert (run.path / name).is_file(), name
-    assert [u.kind for u in updates][0] == "start"
+    assert [u.kind for u in updates if u.kind != "load"][0] == "start"
+    loads = [u.record["fraction"] for u in updates if u.kind == "load"]
+    assert loads[-1] == 1.0
     assert [u.kind for u in updates][-1] == "end"
 
     status = run.status()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ def load_features(
     step_size: int = 200_000,
     deduplicate: bool = True,
     dask: Any = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> FeatureTable:
     """Read a dataset chunk by chunk and return the feature matrix of the selected events.
 
@@ -63,15 +64,16 @@ def load_features(
     ``"local"`` for a new local cluster of two workers, or a scheduler address such as
     ``tcp://host:8786``. The result equals the serial one (same rows, order and
     ``n_read``), but every file is read in full even when ``max_events`` is reached early.
+    ``progress`` is called with the fraction of entries read and a message as reading goes on.
     """
     from cmsgen.engine.sources import open_dataset
 
     fs = feature_set if isinstance(feature_set, FeatureSet) else get_feature_set(feature_set, **(options or {}))
     dataset = open_dataset(paths, layout=layout)
     if dask is not None and dataset.layout is not None:
-        chunks = _dask_chunks(dataset, fs, step_size, deduplicate, dask)
+        chunks = _dask_chunks(dataset, fs, step_size, deduplicate, dask, progress)
     else:
-        chunks = _serial_chunks(dataset, fs, step_size, deduplicate)
+        chunks = _serial_chunks(dataset, fs, step_size, deduplicate, progress)
     blocks = []
     keys: list[np.ndarray] = []
     n_read = 0
@@ -121,20 +123,29 @@ def extract_block(events: ak.Array, fs: FeatureSet, deduplicate: bool) -> tuple[
     return block, np.stack([runs, numbers], axis=1)
 
 
-def _serial_chunks(dataset: Any, fs: FeatureSet, step_size: int, deduplicate: bool) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+def _serial_chunks(
+    dataset: Any, fs: FeatureSet, step_size: int, deduplicate: bool, progress: Callable[[float, str], None] | None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    total = max(dataset.n_entries, 1)
+    read = 0
     for events in dataset.iterate_events(step_size=step_size):
+        read += len(events)
+        if progress:
+            progress(min(read / total, 1.0), f"read {read:,} of {total:,} entries")
         yield (len(events), *extract_block(events, fs, deduplicate))
 
 
-def _dask_chunks(dataset: Any, fs: FeatureSet, step_size: int, deduplicate: bool, dask: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+def _dask_chunks(
+    dataset: Any, fs: FeatureSet, step_size: int, deduplicate: bool, dask: Any, progress: Callable[[float, str], None] | None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     from cmsgen.engine.features.parallel import extract_chunks_dask
     from cmsgen.engine.sources.partitions import dask_client
 
     if isinstance(dask, str):
         with dask_client(dask) as client:
-            results = extract_chunks_dask(dataset, fs, step_size, deduplicate, client)
+            results = extract_chunks_dask(dataset, fs, step_size, deduplicate, client, progress)
     else:
-        results = extract_chunks_dask(dataset, fs, step_size, deduplicate, dask)
+        results = extract_chunks_dask(dataset, fs, step_size, deduplicate, dask, progress)
     for result in results:
         if result.error is not None:
             # The serial read raises here too, at the first step that fails.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,19 +24,29 @@ from cmsgen.engine.sources.partitions import ChunkResult, require_dask, root_fil
 log = logging.getLogger(__name__)
 
 
-def extract_chunks_dask(dataset: Dataset, fs: FeatureSet, step_size: int, deduplicate: bool, client: Any) -> list[ChunkResult]:
+def extract_chunks_dask(
+    dataset: Dataset,
+    fs: FeatureSet,
+    step_size: int,
+    deduplicate: bool,
+    client: Any,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[ChunkResult]:
     """Return one ChunkResult per step of each readable file, in file and step order, computed on ``client``.
 
     Each value is what ``extract_block`` returns for the step: the feature block of
     the selected events and their (run, event) pairs, or None for the pairs. A file
     whose reading fails ends with a ChunkResult whose ``error`` is the serial read's message.
+    ``progress`` is called with the fraction of entries read and a message as tasks finish.
     """
     require_dask()
     import dask
+    from distributed import as_completed
 
     extract = functools.partial(_extract_chunk, fs=fs, deduplicate=deduplicate)
     tasks: list[Any] = []
     whole_file: list[bool] = []
+    sizes: list[int] = []
     for entry in dataset.readable_files:
         file_tasks = root_file_tasks(entry, step_size, extract)
         if file_tasks is None:
@@ -43,11 +54,21 @@ def extract_chunks_dask(dataset: Dataset, fs: FeatureSet, step_size: int, dedupl
             one_file, shipped = shippable(dataset, entry)
             tasks.append(dask.delayed(_extract_file)(one_file, shipped, step_size, extract))
             whole_file.append(True)
+            sizes.append(entry.entries)
         else:
             tasks.extend(file_tasks.tasks)
             whole_file.extend(False for _ in file_tasks.tasks)
+            sizes.extend(stop - start for start, stop in file_tasks.steps)
     log.info("extracting %s features from %d files in %d tasks on %s", fs.name, len(dataset.readable_files), len(tasks), client)
-    computed = client.gather(client.compute(tasks))
+    futures = client.compute(tasks)
+    if progress:
+        size_of = {future.key: size for future, size in zip(futures, sizes)}
+        total = max(sum(sizes), 1)
+        read = 0
+        for future in as_completed(futures):
+            read += size_of[future.key]
+            progress(min(read / total, 1.0), f"read {read:,} of {total:,} entries on Dask")
+    computed = client.gather(futures)
     results: list[ChunkResult] = []
     for result, is_whole_file in zip(computed, whole_file):
         if is_whole_file:

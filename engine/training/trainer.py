@@ -59,9 +59,10 @@ STATUS_INTERVAL = 1.0  # seconds between status.json rewrites during an epoch
 class Progress:
     """One update sent to the progress callback.
 
-    ``kind`` is "start", "step" (a logged step), "epoch" (an epoch ended, ``record`` has
-    ``w1_mass``) or "end". ``record`` is the line written to ``metrics.jsonl``, empty for
-    "start" and "end". ``status`` is the content of ``status.json`` at that moment.
+    ``kind`` is "load" (reading the features: ``record`` has ``fraction`` and ``message``),
+    "start", "step" (a logged step), "epoch" (an epoch ended, ``record`` has ``w1_mass``)
+    or "end". ``record`` is the line written to ``metrics.jsonl``, empty for "start" and
+    "end". ``status`` is the content of ``status.json`` at that moment.
     """
 
     kind: str
@@ -432,7 +433,14 @@ class Trainer:
         from cmsgen.engine.features import load_features
 
         data = self.config.data
-        table = load_features(list(data.paths), data.feature_set, options=data.options, max_events=data.max_events, dask=data.dask)
+        table = load_features(
+            list(data.paths),
+            data.feature_set,
+            options=data.options,
+            max_events=data.max_events,
+            dask=data.dask,
+            progress=lambda fraction, message: self._notify("load", {"fraction": fraction, "message": message}),
+        )
         values = np.asarray(table.values, dtype=np.float64)
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():

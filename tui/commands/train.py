@@ -39,9 +39,18 @@ def format_losses(record: dict[str, Any]) -> str:
 class PlainReporter:
     """Progress as plain lines on stdout, one per logged step and one per epoch."""
 
+    def __init__(self) -> None:
+        self.load_decile = -1
+
     def __call__(self, progress: Progress) -> None:
         status, record = progress.status, progress.record
-        if progress.kind == "start":
+        if progress.kind == "load":
+            # One line per tenth of the data, so that a large dataset does not flood a log.
+            decile = int(record["fraction"] * 10)
+            if decile > self.load_decile:
+                self.load_decile = decile
+                typer.echo(f"reading features: {record['fraction']:.0%} ({record['message']})")
+        elif progress.kind == "start":
             typer.echo(
                 f"training {status.get('model')} on {status.get('feature_set')} in run {status.get('name')}: "
                 f"{status.get('total_steps')} steps, {status.get('total_epochs')} epochs",
@@ -70,10 +79,20 @@ class RichReporter:
             TextColumn("{task.fields[losses]}"),
         )
         self.task: Any = None
+        self.load_task: Any = None
 
     def __call__(self, progress: Progress) -> None:
         status, record = progress.status, progress.record
+        if progress.kind == "load":
+            if self.load_task is None:
+                self.bar.start()
+                self.load_task = self.bar.add_task("load", total=100, epoch="reading features %", losses="")
+            self.bar.update(self.load_task, completed=round(100 * record["fraction"]), losses=record["message"])
+            return
         if progress.kind == "start":
+            if self.load_task is not None:
+                self.bar.remove_task(self.load_task)
+                self.load_task = None
             self.bar.start()
             self.task = self.bar.add_task(
                 "train",
