@@ -282,3 +282,18 @@ def test_sigterm_while_connecting_stops_train(broken_sample: dict[str, Path], tm
     assert status["state"] == "stopped"
     assert status["message"] == "interrupted before training started"
 
+
+
+def test_nproc_checks_scheduler_before_ranks(broken_sample: dict[str, Path], tmp_path: Path) -> None:
+    """With --nproc, a scheduler that does not answer is found before any rank starts or any run is written."""
+    from test_training import write_config
+
+    config_path = write_config(tmp_path, broken_sample["sample"], "vae", epochs=1)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        done = run_cli("train", str(config_path), "--nproc", "2", "--scheduler", address, "--run-dir", str(tmp_path / "runs"), timeout=90)
+    assert done.returncode == EXIT_CONFIG
+    assert f"No Dask scheduler answered at {address}" in done.stderr
+    assert not (tmp_path / "runs").exists()

@@ -214,9 +214,16 @@ def _launch_ranks(nproc: int, request: dict[str, Any]) -> int:
     if nproc == 1:
         return run_training(**request)
     if request["resume"] is None and request["config_path"] is not None:
-        # Check the batch before any process starts. A resumed run's config is checked by rank 0.
+        # Check the batch and the Dask scheduler before any process starts. A resumed run's
+        # config is checked by rank 0.
         config = load_config(request["config_path"])
         distributed.check_global_batch(config.training.batch_size, nproc)
+        address = request["dask"] or config.data.dask
+        if address not in (None, "local"):
+            from cmsgen.engine.sources.partitions import dask_client
+
+            with dask_client(address):
+                log.info("the Dask scheduler at %s answers", address)
 
     launch = distributed.launch_local(nproc, train_rank, request)
     crashed = [rank for rank in range(nproc) if rank not in launch.outcomes]
