@@ -204,14 +204,14 @@ def test_cli_unreachable_scheduler(broken_sample: dict[str, Path]) -> None:
 
 
 def test_cli_silent_service_is_not_a_scheduler(broken_sample: dict[str, Path]) -> None:
-    """A port that accepts connections but never answers (such as a dashboard) ends after the timeout."""
+    """A port that accepts connections but never completes the handshake (such as a dashboard) fails after the timeout."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
         done = run_cli("report", str(broken_sample["sample"]), "--scheduler", address, "--scheduler-timeout", "1", timeout=60)
     assert done.returncode == EXIT_CONFIG
-    assert f"No Dask scheduler answered at {address} within 1 s" in done.stderr
+    assert f"No Dask scheduler responded at {address} within 1 s" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -285,7 +285,7 @@ def test_sigterm_while_connecting_stops_train(broken_sample: dict[str, Path], tm
 
 
 def test_nproc_checks_scheduler_before_ranks(broken_sample: dict[str, Path], tmp_path: Path) -> None:
-    """With --nproc, a scheduler that does not answer is found before any rank starts or any run is written."""
+    """With --nproc, a scheduler that does not respond is found before any rank starts or any run is written."""
     from test_training import write_config
 
     config_path = write_config(tmp_path, broken_sample["sample"], "vae", epochs=1)
@@ -295,5 +295,5 @@ def test_nproc_checks_scheduler_before_ranks(broken_sample: dict[str, Path], tmp
         address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
         done = run_cli("train", str(config_path), "--nproc", "2", "--scheduler", address, "--run-dir", str(tmp_path / "runs"), timeout=90)
     assert done.returncode == EXIT_CONFIG
-    assert f"No Dask scheduler answered at {address}" in done.stderr
+    assert f"No Dask scheduler responded at {address}" in done.stderr
     assert not (tmp_path / "runs").exists()

@@ -97,7 +97,7 @@ def dask_client(address: str | None = None, n_workers: int = 2, timeout: float =
         return
 
     unreachable = ConfigError(
-        f"No Dask scheduler answered at {address} within {timeout:g} s; "
+        f"No Dask scheduler responded at {address} within {timeout:g} s; "
         "check that a scheduler runs there (`dask scheduler`, port 8786 by default) and accepts connections "
         "from this machine, or leave the address out to start a local cluster."
     )
@@ -121,7 +121,7 @@ def _connect(client_class: Any, address: str, timeout: float) -> Any:
 
     ``Client(address, timeout=...)`` waits forever when something other than a Dask
     scheduler (such as the dashboard's HTTP port) accepts the connection but never
-    answers the handshake. The client is therefore created in a daemon thread, which
+    completes the handshake. The client is therefore created in a daemon thread, which
     is left behind when it does not finish in time.
     """
     outcome: dict[str, Any] = {}
@@ -136,8 +136,8 @@ def _connect(client_class: Any, address: str, timeout: float) -> Any:
     thread.start()
     thread.join(timeout + 1.0)
     if thread.is_alive():
-        log.error("the service at %s accepted the connection but did not answer as a Dask scheduler", address)
-        raise TimeoutError(f"no answer from {address}")
+        log.error("the service at %s accepted the connection but did not complete the Dask handshake", address)
+        raise TimeoutError(f"no handshake from {address}")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["client"]

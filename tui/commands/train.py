@@ -223,7 +223,7 @@ def _launch_ranks(nproc: int, request: dict[str, Any]) -> int:
             from cmsgen.engine.sources.partitions import dask_client
 
             with dask_client(address):
-                log.info("the Dask scheduler at %s answers", address)
+                log.info("connected to the Dask scheduler at %s before starting the ranks", address)
 
     launch = distributed.launch_local(nproc, train_rank, request)
     crashed = [rank for rank in range(nproc) if rank not in launch.outcomes]
