@@ -551,7 +551,12 @@ class Trainer:
         message = f"finished {position.epoch} epochs ({position.step} steps)"
         self._write_status(state="finished", message=message, force=True)
         self._notify("end", {})
-        log.info("run %s %s, best w1_mass %s", self.run_dir.path, message, position.best_metric)
+        if self.writes_files:
+            # Rank 0 alone computes the physics metric, so only its line names the best value.
+            best = "none" if position.best_metric is None else f"{position.best_metric:.4g} GeV"
+            log.info("run %s %s, best w1_mass %s", self.run_dir.path, message, best)
+        else:
+            log.info("rank %d of run %s %s", self.distributed.rank, self.run_dir.path, message)  # type: ignore[union-attr]
         return self._result("finished", message)
 
     def _agree_on_step(self, losses: dict[str, float]) -> dict[str, float]:
