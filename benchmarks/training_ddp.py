@@ -28,52 +28,20 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script, so the benchmarks folder is on sys.path.
+from training_throughput import loop_rate, throughput_config
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "cms" / "Zmumu_Run2011A.csv"
 
 
 def write_config(folder: Path, data: Path, family: str, steps: int, batch_size: int, device: str) -> Path:
     """Write a config that trains about ``steps`` steps with the family's default network."""
-    from cmsgen.engine.features import load_features
-    from cmsgen.engine.training.config import TrainingConfig, dumps_toml
-    from cmsgen.engine.training.splits import make_splits
+    from cmsgen.engine.training.config import dumps_toml
 
-    table = load_features([data], "dimuon")
-    defaults = TrainingConfig()
-    n_train = len(
-        make_splits(
-            table.values, table.columns, val_fraction=defaults.val_fraction, test_fraction=defaults.test_fraction, seed=0
-        ).train
-    )
-    steps_per_epoch = max(1, n_train // min(batch_size, n_train))
-    config = {
-        "data": {"paths": [str(data)], "feature_set": "dimuon"},
-        "model": {"family": family},
-        "training": {
-            "epochs": max(1, -(-steps // steps_per_epoch)),
-            "batch_size": batch_size,
-            "device": device,
-            "log_every": 10,
-            "metric_events": 1000,
-        },
-    }
     path = folder / "config.toml"
-    path.write_text(dumps_toml(config), encoding="utf-8")
+    path.write_text(dumps_toml(throughput_config(data, family, steps, batch_size, device)), encoding="utf-8")
     return path
-
-
-def loop_rate(metrics: list[dict[str, object]], batch_size: int) -> float:
-    """Return the loop's events per second from the logged steps without the epoch-end lines."""
-    steps, seconds, previous_step = 0, 0.0, 0
-    for record in metrics:
-        step = int(record["step"])  # type: ignore[call-overload]
-        covered, previous_step = step - previous_step, step
-        rate = record.get("events_per_second")
-        if "w1_mass" in record or not isinstance(rate, (int, float)) or rate <= 0:
-            continue
-        steps += covered
-        seconds += covered * batch_size / rate
-    return steps * batch_size / seconds
 
 
 def train(config: Path, nproc: int, folder: Path, name: str, batch_size: int) -> tuple[float, float]:

@@ -38,12 +38,11 @@ def synchronize(device: object) -> None:
         torch.cuda.synchronize()
 
 
-def trainer_rate(data: Path, family: str, steps: int, batch_size: int, device: str, workdir: Path) -> tuple[float, float, int]:
-    """Return (loop events/s, whole-run events/s, batch size used) of ``Trainer.run``."""
+def throughput_config(data: Path, family: str, steps: int, batch_size: int, device: str) -> dict[str, object]:
+    """Return a config table that trains about ``steps`` steps with the family's default network."""
     from cmsgen.engine.features import load_features
-    from cmsgen.engine.training.config import TrainingConfig, parse_config
+    from cmsgen.engine.training.config import TrainingConfig
     from cmsgen.engine.training.splits import make_splits
-    from cmsgen.engine.training.trainer import start_run
 
     # The same split as the trainer's, to know how many steps one epoch has.
     table = load_features([data], "dimuon")
@@ -54,7 +53,7 @@ def trainer_rate(data: Path, family: str, steps: int, batch_size: int, device: s
         ).train
     )
     steps_per_epoch = max(1, n_train // min(batch_size, n_train))
-    table = {
+    return {
         "data": {"paths": [str(data)], "feature_set": "dimuon"},
         "model": {"family": family},
         "training": {
@@ -66,24 +65,36 @@ def trainer_rate(data: Path, family: str, steps: int, batch_size: int, device: s
         },
     }
 
+
+def loop_rate(metrics: list[dict[str, object]], batch_size: int) -> float:
+    """Return the loop's events per second from the logged steps, leaving out the epoch-end lines.
+
+    Lines without ``w1_mass`` measure the loop alone, and each is weighted by the steps it covers.
+    """
+    steps, seconds, previous_step = 0, 0.0, 0
+    for record in metrics:
+        step = int(record["step"])  # type: ignore[call-overload]
+        covered, previous_step = step - previous_step, step
+        rate = record.get("events_per_second")
+        if "w1_mass" in record or not isinstance(rate, (int, float)) or rate <= 0:
+            continue
+        steps += covered
+        seconds += covered * batch_size / rate
+    return steps * batch_size / seconds
+
+
+def trainer_rate(data: Path, family: str, steps: int, batch_size: int, device: str, workdir: Path) -> tuple[float, float, int]:
+    """Return (loop events/s, whole-run events/s, batch size used) of ``Trainer.run``."""
+    from cmsgen.engine.training.config import parse_config
+    from cmsgen.engine.training.trainer import start_run
+
+    table = throughput_config(data, family, steps, batch_size, device)
     trainer = start_run(parse_config(table, base_dir=workdir), runs_dir=workdir / "runs", name="timed")
     start = time.perf_counter()
     result = trainer.run()
     elapsed = time.perf_counter() - start
-    records = trainer.run_dir.metrics()
-    # Lines without w1_mass measure the loop alone, and each is weighted by the steps it covers.
-    loop_steps, loop_seconds, previous_step = 0, 0.0, 0
-    for record in records:
-        covered = record["step"] - previous_step
-        previous_step = record["step"]
-        rate = record.get("events_per_second")
-        if "w1_mass" in record or not rate:
-            continue
-        loop_steps += covered
-        loop_seconds += covered * trainer.batch_size / rate
-    loop_rate = loop_steps * trainer.batch_size / loop_seconds
     whole_rate = result.step * trainer.batch_size / elapsed
-    return loop_rate, whole_rate, trainer.batch_size
+    return loop_rate(trainer.run_dir.metrics(), trainer.batch_size), whole_rate, trainer.batch_size
 
 
 def prepared_tensor(data: Path, device: object) -> object:
