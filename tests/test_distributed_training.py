@@ -13,12 +13,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from test_runs_cli import WAIT_SECONDS, train_process, wait_for_metrics
+from test_runs_cli import cli as run_cli
 
 from cmsgen.engine.errors import ConfigError, RunFailedError
 from cmsgen.engine.sample import write_sample
@@ -29,7 +30,6 @@ from cmsgen.engine.training.trainer import Progress, resume_run, start_run
 from cmsgen.tui.commands.train import train_rank
 
 ZMUMU = "uproot-Zmumu.root"
-WAIT_SECONDS = 180  # Maximum wait for a subprocess condition. The usual wait is a few seconds.
 # Tolerance between one process and two ranks: the ranks sum the same terms in another order.
 RELATIVE_TOLERANCE = 1e-4
 ABSOLUTE_TOLERANCE = 1e-5
@@ -72,15 +72,8 @@ def write_config(folder: Path, data: Path, model: str, **training: Any) -> Path:
 
 
 def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cmsgen.tui ARGS`` and return the finished process."""
-    return subprocess.run(
-        [sys.executable, "-m", "cmsgen.tui", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    """Run ``python -m cmsgen.tui ARGS`` and return the finished process, waiting at most WAIT_SECONDS."""
+    return run_cli(*args, cwd=cwd, timeout=WAIT_SECONDS)
 
 
 def train_request(config: Path | None, runs_dir: Path, name: str | None, **options: Any) -> dict[str, Any]:
@@ -308,28 +301,11 @@ def test_resume_two_rank_run_in_one_process(
 
 def test_sigterm_to_launcher_stops_all_ranks(tmp_path: Path, cms_data: Path) -> None:
     config = write_config(tmp_path, cms_data / ZMUMU, "gan", epochs=500, log_every=1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cmsgen.tui", "train", str(config), "--run-dir", "runs", "--name", "long", "--nproc", "2"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     run = RunDirectory(tmp_path / "runs" / "long")
-    try:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while len(run.metrics()) < 2 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert process.poll() is None, process.communicate()[1]
-        assert len(run.metrics()) >= 2
-
+    with train_process(config, tmp_path, "--run-dir", "runs", "--name", "long", "--nproc", "2") as process:
+        wait_for_metrics(process, run, 2)
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=WAIT_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
     assert process.returncode == 130, stderr
     assert stderr == ""
@@ -365,20 +341,9 @@ def test_nan_loss_on_one_rank_fails_run(tmp_path: Path, cms_data: Path) -> None:
 def test_killed_rank_fails_run_with_message(tmp_path: Path, cms_data: Path) -> None:
     config = write_config(tmp_path, cms_data / ZMUMU, "gan", epochs=500, log_every=1)
     log_file = Path(os.environ["CMSGEN_LOG_DIR"]) / "cmsgen.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cmsgen.tui", "train", str(config), "--run-dir", "runs", "--name", "kill", "--nproc", "2"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     run = RunDirectory(tmp_path / "runs" / "kill")
-    try:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while len(run.metrics()) < 2 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert process.poll() is None, process.communicate()[1]
+    with train_process(config, tmp_path, "--run-dir", "runs", "--name", "kill", "--nproc", "2") as process:
+        wait_for_metrics(process, run, 2)
         # Each rank logs its process id when it joins the process group.
         joined = [line for line in log_file.read_text().splitlines() if "rank 1 of 2 joined the process group" in line]
         assert len(joined) == 1
@@ -386,10 +351,6 @@ def test_killed_rank_fails_run_with_message(tmp_path: Path, cms_data: Path) -> N
 
         os.kill(rank_one_pid, signal.SIGKILL)
         _, stderr = process.communicate(timeout=WAIT_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
     assert process.returncode == 6, stderr
     assert stderr.startswith("Error: rank 1 of 2 crashed or was killed, so training stopped")

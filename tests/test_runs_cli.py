@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import awkward as ak
@@ -25,6 +27,34 @@ from cmsgen.engine.training.runs import RunDirectory
 
 RNTUPLE_2012 = "Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
 WAIT_SECONDS = 180  # Maximum wait for a subprocess condition. The usual wait is a few seconds.
+
+
+@contextmanager
+def train_process(config: Path, cwd: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """Start ``python -m cmsgen.tui train CONFIG ARGS`` in ``cwd``, and kill it on exit if it still runs."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cmsgen.tui", "train", str(config), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def wait_for_metrics(process: subprocess.Popen[str], run: RunDirectory, rows: int) -> None:
+    """Wait until ``run`` has ``rows`` metrics rows, and check that ``process`` still runs then."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while len(run.metrics()) < rows and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, process.communicate()[1]
+    assert len(run.metrics()) >= rows
 
 
 def cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -107,28 +137,11 @@ def test_train_missing_config_exit_5(tmp_path: Path) -> None:
 
 def test_train_sigterm_stops_with_checkpoint(tmp_path: Path, cms_data: Path) -> None:
     config = write_flow_config(tmp_path, cms_data / RNTUPLE_2012, epochs=500)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cmsgen.tui", "train", str(config), "--run-dir", "runs", "--name", "long"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     run = RunDirectory(tmp_path / "runs" / "long")
-    try:
-        deadline = time.monotonic() + WAIT_SECONDS
-        while len(run.metrics()) < 3 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert process.poll() is None, process.communicate()[1]
-        assert len(run.metrics()) >= 3
-
+    with train_process(config, tmp_path, "--run-dir", "runs", "--name", "long") as process:
+        wait_for_metrics(process, run, 3)
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=WAIT_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
