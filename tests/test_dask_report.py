@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,18 @@ def test_cli_unreachable_scheduler(broken_sample: dict[str, Path]) -> None:
     assert done.stdout == ""
 
 
-def test_cli_silent_service_is_not_a_scheduler(broken_sample: dict[str, Path]) -> None:
-    """A port that accepts connections but never completes the handshake (such as a dashboard) fails after the timeout."""
+@contextmanager
+def silent_service() -> Iterator[str]:
+    """Yield the tcp:// address of a local port that accepts connections and never sends a byte."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        yield f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+
+
+def test_cli_silent_service_is_not_a_scheduler(broken_sample: dict[str, Path]) -> None:
+    """A port that accepts connections but never completes the handshake (such as a dashboard) fails after the timeout."""
+    with silent_service() as address:
         done = run_cli("report", str(broken_sample["sample"]), "--scheduler", address, "--scheduler-timeout", "1", timeout=60)
     assert done.returncode == EXIT_CONFIG
     assert f"No Dask scheduler responded at {address} within 1 s" in done.stderr
@@ -254,27 +261,23 @@ def test_training_on_dask_equals_serial(client: Any, broken_sample: dict[str, Pa
 
 def test_sigterm_while_connecting_stops_train(broken_sample: dict[str, Path], tmp_path: Path) -> None:
     """SIGTERM before the first training step stops at once, and the run is marked stopped."""
-    import os
     import signal
     import time
 
+    from test_runs_cli import train_process
     from test_training import write_config
 
     config_path = write_config(tmp_path, broken_sample["sample"], "vae", epochs=1)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
-        command = [sys.executable, "-m", "cmsgen.tui", "train", str(config_path), "--scheduler", address]
-        command += ["--run-dir", str(tmp_path / "runs"), "--name", "waiting"]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        status_path = tmp_path / "runs" / "waiting" / "status.json"
+    status_path = tmp_path / "runs" / "waiting" / "status.json"
+    with silent_service() as address, train_process(
+        config_path, tmp_path, "--scheduler", address, "--run-dir", "runs", "--name", "waiting"
+    ) as process:
         for _ in range(200):
             if status_path.exists():
                 break
             time.sleep(0.05)
         time.sleep(1.0)
-        os.kill(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130
     assert "Traceback" not in stderr
@@ -289,10 +292,7 @@ def test_nproc_checks_scheduler_before_ranks(broken_sample: dict[str, Path], tmp
     from test_training import write_config
 
     config_path = write_config(tmp_path, broken_sample["sample"], "vae", epochs=1)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+    with silent_service() as address:
         done = run_cli("train", str(config_path), "--nproc", "2", "--scheduler", address, "--run-dir", str(tmp_path / "runs"), timeout=90)
     assert done.returncode == EXIT_CONFIG
     assert f"No Dask scheduler responded at {address}" in done.stderr
