@@ -87,11 +87,11 @@ def main() -> None:
                 f"2 ranks {rates[2][-1]:.0f} events/s ({walls[2][-1]:.1f} s)"
             )
 
-    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    single_rate, two_rank_rate = statistics.median(rates[1]), statistics.median(rates[2])
     print(f"medians over {args.rounds} rounds:")
-    print(f"1 process   {one:10.0f} events/s   command {statistics.median(walls[1]):6.1f} s")
-    print(f"2 ranks     {two:10.0f} events/s   command {statistics.median(walls[2]):6.1f} s")
-    print(f"2 ranks / 1 process = {two / one:.2f}")
+    print(f"1 process   {single_rate:10.0f} events/s   command {statistics.median(walls[1]):6.1f} s")
+    print(f"2 ranks     {two_rank_rate:10.0f} events/s   command {statistics.median(walls[2]):6.1f} s")
+    print(f"2 ranks / 1 process = {two_rank_rate / single_rate:.2f}")
 
 
 if __name__ == "__main__":

@@ -177,9 +177,9 @@ def zmumu_runs(tmp_path_factory: pytest.TempPathFactory, cms_data: Path) -> dict
     """Train the GAN on the real Z -> mu mu file with one process and with ``--nproc 2``."""
     folder = tmp_path_factory.mktemp("zmumu")
     config = write_config(folder, cms_data / ZMUMU, "gan")
-    one = start_run(load_config(config), runs_dir=folder / "one", name="gan").run()
-    two = cli("train", config, "--run-dir", folder / "two", "--name", "gan", "--nproc", "2", cwd=folder)
-    return {"folder": folder, "config": config, "one": one.run, "two": two, "two_run": RunDirectory(folder / "two" / "gan")}
+    single = start_run(load_config(config), runs_dir=folder / "one", name="gan").run()
+    launched = cli("train", config, "--run-dir", folder / "two", "--name", "gan", "--nproc", "2", cwd=folder)
+    return {"folder": folder, "config": config, "one": single.run, "two": launched, "two_run": RunDirectory(folder / "two" / "gan")}
 
 
 def test_two_ranks_match_one_process_cms_file(zmumu_runs: dict[str, Any]) -> None:
@@ -227,15 +227,15 @@ def test_runs_lists_rank_count(zmumu_runs: dict[str, Any]) -> None:
 def test_two_ranks_match_one_process_sample(tmp_path: Path, model: str) -> None:
     write_sample(tmp_path / "sample", n_events=600, seed=5, layouts=("nanoaod",), n_files=1)
     config = write_config(tmp_path, tmp_path / "sample" / "nanoaod", model, epochs=2)
-    one = start_run(load_config(config), runs_dir=tmp_path / "one", name=model).run()
+    single = start_run(load_config(config), runs_dir=tmp_path / "one", name=model).run()
 
     outcome = launch_two_ranks(train_request(config, tmp_path / "two", model))
 
     assert outcome.outcomes == {0: {"exit_code": 0}, 1: {"exit_code": 0}}
-    two = RunDirectory(tmp_path / "two" / model)
-    assert two.status()["state"] == "finished"
-    assert_same_models(one.run, two)
-    assert_same_metrics(one.run, two)
+    two_ranks = RunDirectory(tmp_path / "two" / model)
+    assert two_ranks.status()["state"] == "finished"
+    assert_same_models(single.run, two_ranks)
+    assert_same_metrics(single.run, two_ranks)
 
 
 # ---------------------------------------------------------------------- stop and resume

@@ -108,13 +108,13 @@ def _write_text(path: Path, text: str) -> None:
         raise CmsgenError(f"Cannot write {path} ({error.strerror}); choose a writable path.") from None
 
 
-def _shortened(names: list[str], shown: int = 8) -> str:
-    """Return up to ``shown`` names and the count of the others, for one terminal line."""
+def _shortened(names: list[str], limit: int = 8) -> str:
+    """Return up to ``limit`` names and the count of the others, for one terminal line."""
     if not names:
         return "none"
-    text = ", ".join(names[:shown])
-    if len(names) > shown:
-        text += f" and {len(names) - shown} more"
+    text = ", ".join(names[:limit])
+    if len(names) > limit:
+        text += f" and {len(names) - limit} more"
     return text
 
 
