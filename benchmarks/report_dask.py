@@ -6,10 +6,12 @@ it when its manifest exists), then in one process times:
   (a) ``build_report`` over the files (the serial pass);
   (b) ``build_report_dask`` over the same files on a ``LocalCluster`` of
       ``--workers`` worker processes with one thread each; starting the cluster
-      is timed apart.
+      is timed apart;
+  (c) ``build_report`` without its read-ahead thread, all work in one thread,
+      the single-thread cost that each Dask worker is compared with.
 
-It checks that the two reports are equal (all but ``elapsed_seconds``) and
-prints both times and the speed-up a / b.
+It checks that the reports of (a) and (b) are equal (all but ``elapsed_seconds``)
+and prints the times and the speed-up a / b.
 
 Usage:
     python benchmarks/report_dask.py [--files 20] [--events-per-file 500000] [--workers 2] [--workdir DIR]
@@ -68,6 +70,10 @@ def main() -> None:
     serial_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
+    build_report(files, step_size=args.step_size, read_ahead=False)
+    one_thread_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
     with dask_client(None, n_workers=args.workers) as client:
         startup_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -80,6 +86,7 @@ def main() -> None:
         raise SystemExit("The Dask report differs from the serial report; this is a bug.")
 
     print(f"serial build_report:        {serial['n_events']:,} events in {serial_seconds:.2f} s")
+    print(f"serial, no read-ahead:      {one_thread_seconds:.2f} s")
     print(f"Dask, {args.workers} workers:            {parallel['n_events']:,} events in {dask_seconds:.2f} s (cluster start {startup_seconds:.2f} s, not included)")
     print("reports equal: yes")
     print(f"speed-up serial / Dask: {serial_seconds / dask_seconds:.2f}")
