@@ -297,3 +297,18 @@ def test_nproc_checks_scheduler_before_ranks(broken_sample: dict[str, Path], tmp
     assert done.returncode == EXIT_CONFIG
     assert f"No Dask scheduler responded at {address}" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--dask-workers", "3"], "--dask-workers needs --dask"),
+        (["--scheduler", "tcp://127.0.0.1:8786", "--dask-workers", "3"], "leave it out with --scheduler"),
+    ],
+)
+def test_cli_dask_workers_misuse(broken_sample: dict[str, Path], options: list[str], expected: str) -> None:
+    done = run_cli("report", str(broken_sample["sample"]), *options, timeout=60)
+    assert done.returncode == EXIT_CONFIG
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
