@@ -166,6 +166,18 @@ def test_train_resume_continues(trained: Path) -> None:
     assert [r["epoch"] for r in run.metrics() if "w1_mass" in r] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("option", [["--dask"], ["--scheduler", "tcp://127.0.0.1:8786"], ["--data", "other.root"]])
+def test_train_resume_rejects_new_input(trained: Path, option: list[str]) -> None:
+    status_before = (trained / "runs" / "tiny" / "status.json").read_text()
+
+    done = cli("train", "--resume", "tiny", "--run-dir", "runs", *option, cwd=trained)
+
+    assert done.returncode == 5
+    assert "--resume continues a run with its stored config" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (trained / "runs" / "tiny" / "status.json").read_text() == status_before
+
+
 def test_runs_json_lists_run(trained: Path) -> None:
     done = cli("runs", "runs", "--json", cwd=trained)
 
