@@ -2,7 +2,8 @@
 
 Screens are Textual modes (files, report, train, runs, validate), so each keeps
 its state while another is shown. The app stores what the screens share: the
-dataset paths, the runs directory and the run the user last picked.
+dataset paths, the dataset the user selected on the Files screen, the runs
+directory and the run the user last picked.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class CmsgenApp(App[None]):
     ) -> None:
         super().__init__()
         self.dataset_paths: list[Path] = [Path(path) for path in paths] or [Path.cwd()]
+        # The paths of the dataset, directory or file under the Files screen's cursor;
+        # the Report screen reports on them. None until the user selects one.
+        self.selected_paths: list[Path] | None = None
         self.runs_dir = Path(runs_dir)
         self.current_run: Path | None = Path(attach_run) if attach_run else None
         self.initial_mode = "train" if attach_run else initial_mode
@@ -96,6 +100,14 @@ class CmsgenApp(App[None]):
         """
         log.error("%s: %s", title, message)
         self.push_screen(ErrorScreen(title, message))
+
+    def select_dataset(self, paths: Sequence[Path]) -> None:
+        """Make ``paths`` the selected dataset, which the Report screen reports on when it is shown next."""
+        self.selected_paths = [Path(path) for path in paths]
+
+    def report_paths(self) -> list[Path]:
+        """Return the paths the Report screen reports on: the selected dataset, else every path of the app."""
+        return list(self.selected_paths or self.dataset_paths)
 
     def select_run(self, run_dir: Path, mode: str | None = None) -> None:
         """Make ``run_dir`` the current run and optionally switch to the screen ``mode``.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -13,16 +13,33 @@ def fill_table(
     labels: Sequence[str],
     rows: Sequence[Sequence[str]],
     keys: Sequence[str] | None = None,
+    max_widths: Mapping[str, int] | None = None,
 ) -> None:
     """Replace the columns and rows of ``table``, each column as wide as its widest cell or label.
 
-    Cells are Rich markup. Fixed widths avoid a race in DataTable's auto width: a frame drawn
-    between ``add_row`` and the table's next idle pass is cached with the old widths and stays
-    on screen.
+    Cells are Rich markup. ``max_widths`` caps the width of the columns it names, by label, and
+    longer cells in them end with an ellipsis. Fixed widths avoid a race in DataTable's auto
+    width: a frame drawn between ``add_row`` and the table's next idle pass is cached with the
+    old widths and stays on screen.
     """
+    max_widths = max_widths or {}
     table.clear(columns=True)
+    widths: list[int] = []
     for index, label in enumerate(labels):
         width = max([Text.from_markup(label).cell_len, *(Text.from_markup(row[index]).cell_len for row in rows)])
+        if label in max_widths:
+            width = min(width, max_widths[label])
+        widths.append(width)
         table.add_column(label, width=width)
     for position, row in enumerate(rows):
-        table.add_row(*row, key=None if keys is None else keys[position])
+        cells = [_fitted(cell, width) for cell, width in zip(row, widths, strict=True)]
+        table.add_row(*cells, key=None if keys is None else keys[position])
+
+
+def _fitted(cell: str, width: int) -> str | Text:
+    """Return ``cell`` unchanged when it fits in ``width`` cells, else as Text cut to ``width`` with an ellipsis."""
+    text = Text.from_markup(cell)
+    if text.cell_len <= width:
+        return cell
+    text.truncate(width, overflow="ellipsis")
+    return text
