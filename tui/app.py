@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -51,9 +52,14 @@ class CmsgenApp(App[None]):
         "runs": RunsScreen,
         "validate": ValidateScreen,
     }
+    # The footer leaves out the number keys, because the header lists them as tabs
+    # (see format_title). That leaves room for the screen's own keys at 80 columns.
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(key, f"switch_mode('{mode}')", title) for mode, (key, title) in SCREEN_KEYS.items()),
-        Binding("question_mark", "help", "Help"),
+        *(
+            Binding(key, f"switch_mode('{mode}')", title, show=False, key_display=key)
+            for mode, (key, title) in SCREEN_KEYS.items()
+        ),
+        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -77,6 +83,23 @@ class CmsgenApp(App[None]):
     def on_mount(self) -> None:
         log.info("app started on %s with runs directory %s", [str(p) for p in self.dataset_paths], self.runs_dir)
         self.switch_mode(self.initial_mode)
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """Show the screens as tabs with their keys in the header, the one shown highlighted.
+
+        Screens without a tab (help, errors) show their own title and the tabs dimmed.
+        """
+        parts: list[Content | tuple[str, str]] = []
+        for key, name in SCREEN_KEYS.values():
+            style = "reverse bold" if name == title else "dim"
+            parts.append((f" {key} {name} ", style))
+            parts.append(" ")
+        tabs = Content.assemble(*parts)
+        if title not in {name for _, name in SCREEN_KEYS.values()}:
+            tabs = Content.assemble((title, "bold"), "  ", tabs)
+        if sub_title:
+            tabs = Content.assemble(tabs, (" ", ""), Content(sub_title).stylize("dim"))
+        return tabs
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -31,7 +31,14 @@ def register(app: typer.Typer) -> None:
             list[Path] | None,
             typer.Argument(help="Data files or directories to open (default: the current directory)."),
         ] = None,
-        runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Directory of training runs.")] = Path("runs"),
+        runs_dir: Annotated[
+            Path,
+            typer.Option(
+                "--runs-dir",
+                "--run-dir",
+                help="Directory of training runs, where the Train screen writes and the Runs screen looks.",
+            ),
+        ] = Path("runs"),
         attach: Annotated[
             Path | None, typer.Option("--attach", help="Run directory whose live panels open first.")
         ] = None,

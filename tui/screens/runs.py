@@ -69,7 +69,9 @@ class RunsScreen(Screen[None]):
     TITLE = "Runs"
     CSS_PATH = "runs.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "attach", "Attach"),
+        # A priority binding, because the focused DataTable's own Enter binding would
+        # otherwise take the key and hide this one from the footer.
+        Binding("enter", "attach", "Attach", priority=True),
         Binding("v", "validate", "Validate"),
         Binding("x", "stop", "Stop"),
         Binding("ctrl+r", "refresh", "Refresh"),
