@@ -72,3 +72,43 @@ def test_rich_text_keeps_lines(comparison) -> None:  # type: ignore[no-untyped-d
     text = plots.to_rich_text(plots.render_comparison(comparison, 80, 24))
     assert len(text.plain.split("\n")) == 24
     assert "mass" in text.plain
+
+
+def test_comparison_key_matches_line_colours(comparison) -> None:  # type: ignore[no-untyped-def]
+    lines = plots.render_comparison(comparison, 80, 24).split("\n")
+    real, generated = (f"\x1b[38;5;{code}m" for code in plots.SERIES_COLORS[:2])
+
+    assert real in lines[0] and generated in lines[0]
+    body = "\n".join(lines[1:])
+    assert real in body
+    assert generated in body
+
+
+def test_small_comparison_keeps_data_rows(comparison) -> None:  # type: ignore[no-untyped-def]
+    lines = plots.render_comparison(comparison, 78, 11, colorless=True).split("\n")
+    braille_rows = [line for line in lines if any("\u2800" <= char <= "\u28ff" for char in line)]
+
+    assert lines[0].startswith("mass [GeV]  ━ real  ━ generated")
+    assert len(braille_rows) >= 6
+    assert sum(line.lstrip().startswith(("1┤", "2┤")) for line in lines) == 2
+
+
+def test_lines_key_instead_of_legend_box() -> None:
+    steps = list(range(1, 51))
+    series = {"loss_critic": (steps, [1.0 / s for s in steps]), "loss_generator": (steps, [0.5] * 50)}
+    lines = plots.render_lines(series, 60, 10, "Losses", marker=(20.0, 0.05), colorless=True).split("\n")
+
+    assert lines[0] == "Losses  ━ loss_critic  ━ loss_generator  ● best"
+    assert not any("loss_critic" in line for line in lines[1:])
+
+
+def test_plots_leave_background_alone(comparison) -> None:  # type: ignore[no-untyped-def]
+    histogram = histogram_1d(np.random.default_rng(2).normal(0.0, 1.0, 500), bins=20)
+    texts = [
+        plots.render_comparison(comparison, 80, 24),
+        plots.render_histogram(histogram, 60, 12, "x"),
+        plots.render_lines({"loss": ([1, 2, 3], [3.0, 2.0, 1.0])}, 60, 12, "loss"),
+    ]
+
+    for text in texts:
+        assert "\x1b[48;" not in text

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from test_tui_runs import run_async, wait_for
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable, Select, Static
 
 from cmsgen.tui.app import CmsgenApp
 from cmsgen.tui.screens.validate import ValidateScreen
@@ -58,10 +59,55 @@ async def test_validate_shows_figures_and_plot(headless_run: Path) -> None:
         assert any("pass" in mark or "warn" in mark or "fail" in mark for mark in marks)
         plot = screen.query_one("#validate-plot", PlotView)
         assert plot.renderer is not None
-        assert "real vs generated" in plot.render().plain
+        assert "━ real  ━ generated" in plot.render().plain
         assert "could not be drawn" not in plot.render().plain
         assert (headless_run / "validation.json").is_file()
 
         table.focus()
         await pilot.press("down")
         assert plot.renderer is not None
+
+
+@run_async
+async def test_validate_loads_saved_report_and_clears(headless_run: Path, tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(headless_run, runs_dir / "a-validated")
+    shutil.copytree(headless_run, runs_dir / "b-not-validated")
+    (runs_dir / "b-not-validated" / "validation.json").unlink(missing_ok=True)
+    command = [sys.executable, "-m", "cmsgen.tui", "validate", "a-validated", "--run-dir", str(runs_dir), "--events", "500"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    app = CmsgenApp([], runs_dir, initial_mode="validate")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        select = screen.query_one("#validate-run", Select)
+        table = screen.query_one(DataTable)
+        select.value = str(runs_dir / "a-validated")
+        assert await wait_for(pilot, lambda: screen.shown_run == runs_dir / "a-validated")
+        assert table.row_count > 10
+        assert "baseline" in str(screen.query_one("#validate-row", Static).render())
+
+        select.value = str(runs_dir / "b-not-validated")
+        assert await wait_for(pilot, lambda: table.row_count == 0)
+        assert screen.report is None
+        assert "not validated yet" in str(screen.query_one("#validate-step", Static).render())
+        assert screen.query_one("#validate-plot", PlotView).renderer is None
+
+
+@run_async
+async def test_validate_fits_80_columns(headless_run: Path) -> None:
+    app = CmsgenApp([], headless_run.parent, initial_mode="validate")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await pilot.press("s")
+        assert await wait_for(pilot, lambda: screen.report is not None, tries=2400)
+        table = screen.query_one(DataTable)
+        total_width = sum(column.get_render_width(table) for column in table.columns.values())
+        plot = screen.query_one("#validate-plot", PlotView)
+
+        assert total_width <= 78
+        assert plot.content_size.height >= 10
+        await pilot.press("p")
+        assert screen.maximized is plot
+        await pilot.press("p")
+        assert screen.maximized is None

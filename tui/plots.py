@@ -28,13 +28,17 @@ if TYPE_CHECKING:
     from cmsgen.engine.validation.histograms import Histogram1D, HistogramComparison
 
 _LOCK = threading.Lock()
-# plotext's "simple" theme leaves the terminal background alone, so plots read on dark and light terminals.
+# plotext's "simple" theme draws no colours on the frame. Its canvas is white, so _figure and
+# each subplot set the canvas to "default", which leaves the terminal's background.
 THEME = "simple"
-REAL_COLOR = "blue"
-GENERATED_COLOR = "red"
+# plotext 6.1 colours the signals of a plot in the order they are drawn, with this
+# sequence of 256-colour codes (bright blue, green, red, cyan, magenta, yellow).
+# The colour keys above the plots use the same codes.
+SERIES_COLORS = (12, 10, 9, 14, 13, 11)
 MIN_WIDTH = 20
 MIN_HEIGHT = 6
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
 
 
 def _figure() -> Any:
@@ -52,6 +56,8 @@ def _figure() -> Any:
     plotext.terminal.limit(False, False)
     figure.clear()
     figure.theme(THEME)
+    # "default" leaves the canvas unpainted; the theme alone paints it white, a bright block on dark terminals.
+    figure.canvas("default")
     return figure
 
 
@@ -72,26 +78,13 @@ def _step(edges: Sequence[float], values: Sequence[float]) -> tuple[list[float],
     return xs, ys
 
 
-def _draw(plot: Any, xs: Sequence[float], ys: Sequence[float], color: str | None, label: str | None) -> None:
+def _draw(plot: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
+    """Draw a line through the points, in the next colour of ``SERIES_COLORS``; draw nothing without points."""
     if not xs:
         return
     signal = plot.signal(list(xs), list(ys), marker="braille")
     signal.lines()
-    if label:
-        signal.label(label)
-    if color is not None:
-        _set_color(signal, color)
     plot.draw(signal)
-
-
-def _set_color(signal: Any, color: str) -> None:
-    """Colour a signal when this plotext version offers a colour setter.
-
-    Without a setter, the theme's colour sequence colours the signal.
-    """
-    setter = getattr(signal, "color", None)
-    if callable(setter):
-        setter(color)
 
 
 def _finish(figure: Any, height: int, colorless: bool) -> str:
@@ -111,6 +104,35 @@ def _axis_label(name: str, unit: str) -> str:
     return f"{name} [{unit}]" if unit else name
 
 
+def _legend_line(title: str, entries: Sequence[tuple[str, int]], width: int, colorless: bool) -> str:
+    """Return one line with ``title`` and a key per (label, 256-colour code) entry, the title cut to fit ``width``.
+
+    The key sits above the plot instead of in plotext's legend box, which would cover the data in small panels.
+    """
+    plain_parts = [title] if title else []
+    coloured_parts = list(plain_parts)
+    for label, color in entries:
+        key = f"━ {label}"
+        plain_parts.append(key)
+        coloured_parts.append(key if colorless else f"\x1b[38;5;{color}m━\x1b[0m {label}")
+    if len("  ".join(plain_parts)) > width:
+        # Cut the title, never the key: the key tells the lines apart.
+        keys = "  ".join(plain_parts[1 if title else 0 :])
+        room = max(0, width - len(keys) - 2)
+        cut_title = title if len(title) <= room else title[: max(0, room - 1)] + "…"
+        coloured_parts[0] = cut_title
+        if not cut_title:
+            coloured_parts = coloured_parts[1:]
+    return "  ".join(coloured_parts)
+
+
+def _aligned_ticks(upper: float, count: int, width: int) -> tuple[list[float], list[str]]:
+    """Return ``count`` evenly spaced y ticks from 0 to ``upper``, with labels right-aligned to ``width``."""
+    positions = [upper * index / (count - 1) for index in range(count)]
+    labels = [f"{position:.2g}".rjust(width) for position in positions]
+    return positions, labels
+
+
 def render_comparison(
     hc: HistogramComparison | Mapping[str, Any],
     width: int = 80,
@@ -121,39 +143,62 @@ def render_comparison(
     """Plot real and generated normalised histograms as overlaid steps, with a generated/real ratio panel below.
 
     ``hc`` is a :class:`HistogramComparison` or its ``to_dict()`` form (as
-    stored in ``validation.json``). The ratio panel takes about a third of
-    the height (at least 5 lines) and shows the y range 0-2, with ratios
-    clipped to it, around the ideal line at 1. The default title is the
-    variable name and unit. The plot is readable from 80x24 characters.
+    stored in ``validation.json``). The first line holds the title (by default
+    the variable name and unit) and the colour key. The two panels share the
+    x axis, whose ticks are drawn once, under the ratio panel. The ratio panel
+    takes about a quarter of the height (at least 4 lines) and shows the
+    y range 0-2, with ratios clipped to it, around the ideal line at 1. The
+    plot is readable from 80x10 characters.
     """
     _check_size(width, height)
     if isinstance(hc, Mapping):
         from cmsgen.engine.validation.histograms import histogram_comparison_from_dict
 
         hc = histogram_comparison_from_dict(hc)
-    ratio_height = max(5, height // 3)
-    main_height = height - ratio_height
+    plot_height = height - 1
+    ratio_height = max(4, plot_height // 4)
+    main_height = plot_height - ratio_height
     edges = np.asarray(hc.edges, dtype=np.float64)
+    x_range = (float(edges[0]), float(edges[-1]))
+    peak = max([float(v) for v in (*hc.real, *hc.generated) if v is not None and math.isfinite(v)] or [1.0]) or 1.0
+    label_width = 4
     with _LOCK:
         figure = _figure()
-        figure.plot_size(width, height)
+        figure.plot_size(width, plot_height)
         figure.subplots(2, 1)
         top = figure.subplot(1, 1)
         bottom = figure.subplot(2, 1)
         top.plot_size(width, main_height)
         bottom.plot_size(width, ratio_height)
+        for panel in (top, bottom):
+            panel.canvas("default")
 
-        _draw(top, *_step(edges, hc.real), REAL_COLOR, "real")
-        _draw(top, *_step(edges, hc.generated), GENERATED_COLOR, "generated")
-        top.title(title if title is not None else f"{_axis_label(hc.name, hc.unit)}: real vs generated (normalised)")
+        _draw(top, *_step(edges, hc.real))
+        _draw(top, *_step(edges, hc.generated))
+        top.ruler("x").lim(*x_range)
+        top.ruler("x").ticks([], [])
+        top.ruler("y").lim(0.0, peak * 1.05)
+        top.ruler("y").ticks(*_aligned_ticks(peak, 3 if main_height < 10 else 5, label_width))
+        # Join the panels: no lower frame line on top, no upper frame line on the ratio panel.
+        top.axes(False, axis=0, side=0)
+        bottom.axes(False, axis=0, side=1)
 
-        _draw(bottom, *_step(edges, np.clip(hc.ratio, 0.0, 2.0)), GENERATED_COLOR, None)
-        _draw(bottom, [float(edges[0]), float(edges[-1])], [1.0, 1.0], REAL_COLOR, None)
+        # The ideal line first, so that it takes the colour of "real" and the ratio that of "generated".
+        _draw(bottom, list(x_range), [1.0, 1.0])
+        _draw(bottom, *_step(edges, np.clip(hc.ratio, 0.0, 2.0)))
         bottom.ruler("y").lim(0.0, 2.0)
-        bottom.ruler("x").lim(float(edges[0]), float(edges[-1]))
-        top.ruler("x").lim(float(edges[0]), float(edges[-1]))
-        bottom.title("generated / real")
-        return _finish(figure, height, colorless)
+        bottom.ruler("y").ticks(*_aligned_ticks(2.0, 3, label_width))
+        bottom.ruler("x").lim(*x_range)
+        plot = _finish(figure, plot_height, colorless)
+
+    heading = title if title is not None else _axis_label(hc.name, hc.unit)
+    key = [("real", SERIES_COLORS[0]), ("generated", SERIES_COLORS[1])]
+    legend = _legend_line(heading, key, width, colorless)
+    for note in ("  (normalised; lower panel: generated / real)", "  (lower: gen/real)"):
+        if len(_ANSI.sub("", legend + note)) <= width:
+            legend += note
+            break
+    return legend + "\n" + plot
 
 
 def render_histogram(h: Histogram1D, width: int = 80, height: int = 24, title: str = "", colorless: bool = False) -> str:
@@ -162,7 +207,7 @@ def render_histogram(h: Histogram1D, width: int = 80, height: int = 24, title: s
     with _LOCK:
         figure = _figure()
         figure.plot_size(width, height)
-        _draw(figure, *_step(np.asarray(h.edges), np.asarray(h.counts)), REAL_COLOR, None)
+        _draw(figure, *_step(np.asarray(h.edges), np.asarray(h.counts)))
         figure.ruler("x").lim(float(h.edges[0]), float(h.edges[-1]))
         outside = h.underflow + h.overflow
         suffix = f" ({outside} outside the range)" if outside else ""
@@ -181,26 +226,32 @@ def render_lines(
 ) -> str:
     """Plot named (x, y) series as lines, for loss curves.
 
-    ``logy`` draws the y axis on a log scale and leaves out points with
-    y <= 0. ``marker`` is an (x, y) point, such as the best epoch, drawn as a
-    dot labelled "best". Non-finite points are left out.
+    The first line holds ``title`` and the colour key of the series, so no
+    legend box covers the data. ``logy`` draws the y axis on a log scale and
+    leaves out points with y <= 0. ``marker`` is an (x, y) point, such as the
+    best epoch, drawn as a dot that the key calls "best". Non-finite points
+    are left out.
     """
     _check_size(width, height)
+    key: list[tuple[str, int]] = []
     with _LOCK:
         figure = _figure()
-        figure.plot_size(width, height)
+        figure.plot_size(width, height - 1)
         for name, (xs, ys) in series.items():
             points = [(float(x), float(y)) for x, y in zip(xs, ys) if math.isfinite(float(y)) and (not logy or y > 0)]
             if points:
-                _draw(figure, [p[0] for p in points], [p[1] for p in points], None, name)
+                _draw(figure, [p[0] for p in points], [p[1] for p in points])
+                key.append((name, SERIES_COLORS[len(key) % len(SERIES_COLORS)]))
         if marker is not None and all(math.isfinite(v) for v in marker) and (not logy or marker[1] > 0):
             point = figure.signal([float(marker[0])], [float(marker[1])], marker="●")
-            point.label("best")
             figure.draw(point)
         if logy:
             figure.ruler("y").scale("log")
-        figure.title(title)
-        return _finish(figure, height, colorless)
+        plot = _finish(figure, height - 1, colorless)
+    legend = _legend_line(title, key, width, colorless)
+    if marker is not None and len(_ANSI.sub("", legend)) + 8 <= width:
+        legend += "  ● best"
+    return legend + "\n" + plot
 
 
 def to_rich_text(plot: str) -> Text:

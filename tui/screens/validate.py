@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -28,6 +29,9 @@ from cmsgen.tui.widgets.tables import fill_table
 log = logging.getLogger(__name__)
 
 COLUMNS = ("mark", "variable", "figure", "value", "baseline")
+# Column caps that keep every column on an 80-column screen; the line under the
+# table shows the full text of the row under the cursor.
+MAX_WIDTHS = {"variable": 16, "figure": 12, "value": 17, "baseline": 17}
 VERDICT_MARKS = {"pass": "[green]✔ pass[/]", "warn": "[yellow]! warn[/]", "fail": "[bold red]✘ fail[/]", "skipped": "[dim]- skip[/]"}
 DEFAULT_EVENTS = "2000"
 
@@ -48,10 +52,13 @@ class ValidationProgress(Message):
 
 
 class ValidationDone(Message):
-    def __init__(self, run_dir: Path, report: dict[str, Any]) -> None:
+    """A finished validation, or, with ``loaded`` set, a ``validation.json`` read from the run."""
+
+    def __init__(self, run_dir: Path, report: dict[str, Any], loaded: bool = False) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.report = report
+        self.loaded = loaded
 
 
 class ValidationFailed(Message):
@@ -81,6 +88,7 @@ class ValidateScreen(Screen[None]):
     AUTO_FOCUS = "#validate-table"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start", "Validate"),
+        Binding("p", "toggle_plot", "Full plot"),
         Binding("ctrl+r", "reload_runs", "Reload runs"),
         Binding("escape", "focus_table", "Table", show=False),
     ]
@@ -90,6 +98,9 @@ class ValidateScreen(Screen[None]):
         self.report: dict[str, Any] | None = None
         self.row_variables: list[int | None] = []
         self.running = False
+        self.rows: list[dict[str, str]] = []
+        # The run whose results the table shows, or None while it shows none.
+        self.shown_run: Path | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,6 +114,7 @@ class ValidateScreen(Screen[None]):
             yield Static("Pick a run and press s to validate it.", id="validate-step")
         table: DataTable[str] = DataTable(id="validate-table", cursor_type="row", zebra_stripes=True)
         yield table
+        yield Static("", id="validate-row")
         yield PlotView("The histograms of the variable under the cursor appear here.", id="validate-plot")
         yield Footer()
 
@@ -139,8 +151,36 @@ class ValidateScreen(Screen[None]):
     @on(Select.Changed, "#validate-run")
     def _run_changed(self, event: Select.Changed) -> None:
         run_dir = self.selected_run()
-        if run_dir is not None and (run_dir / "validation.json").is_file() and not self.running:
+        if self.running or run_dir == self.shown_run:
+            return
+        self._clear_results()
+        if run_dir is None:
+            return
+        if (run_dir / "validation.json").is_file():
+            self.query_one("#validate-step", Static).update(f"Reading the validation of {run_dir.name}…")
             self._load_existing(run_dir)
+        else:
+            self.query_one("#validate-step", Static).update(f"{run_dir.name} is not validated yet: press s to validate it.")
+
+    def _clear_results(self) -> None:
+        """Empty the table, the row line and the plot, so that no figure of another run stays on screen."""
+        self.report = None
+        self.rows = []
+        self.row_variables = []
+        self.shown_run = None
+        fill_table(self.query_one(DataTable), COLUMNS, [])
+        self.query_one("#validate-row", Static).update("")
+        self.query_one("#validate-plot", PlotView).show_message("The histograms of the variable under the cursor appear here.")
+
+    def action_toggle_plot(self) -> None:
+        """Let the plot fill the screen, or give the table its place back."""
+        if self.maximized is not None:
+            self.minimize()
+            self.query_one(DataTable).focus()
+        else:
+            self.maximize(self.query_one("#validate-plot", PlotView), container=False)
+            # The plot takes no focus, and no hidden field may take it, or it would swallow the next key.
+            self.set_focus(None)
 
     def action_start(self) -> None:
         run_dir = self.selected_run()
@@ -157,7 +197,9 @@ class ValidateScreen(Screen[None]):
             self.notify(f"Events {text!r} is not a whole number; type how many events to generate.", severity="error")
             return
         self.running = True
+        self._clear_results()
         self.query_one("#validate-progress", ProgressBar).update(progress=0.0)
+        self.query_one("#validate-progress-row").add_class("-running")
         self.query_one("#validate-step", Static).update(f"Validating {run_dir.name} on {n_events:,} events…")
         self._validate(run_dir, n_events)
 
@@ -191,7 +233,7 @@ class ValidateScreen(Screen[None]):
         except CmsgenError as error:
             log.warning("cannot read the validation of %s: %s", run_dir, error.message)
             return
-        self.post_message(ValidationDone(run_dir, report))
+        self.post_message(ValidationDone(run_dir, report, loaded=True))
 
     def on_validation_progress(self, message: ValidationProgress) -> None:
         self.query_one("#validate-progress", ProgressBar).update(progress=message.fraction)
@@ -199,27 +241,36 @@ class ValidateScreen(Screen[None]):
 
     def on_validation_failed(self, message: ValidationFailed) -> None:
         self.running = False
+        self.query_one("#validate-progress-row").remove_class("-running")
         self.query_one("#validate-step", Static).update(f"[red]Validation failed[/red]: {message.reason}")
         self.app.show_error(f"Validation of {message.run_dir.name} failed", message.reason)  # type: ignore[attr-defined]
 
     def on_validation_done(self, message: ValidationDone) -> None:
         from cmsgen.engine.validation.report import summary_rows
 
-        self.running = False
+        if message.loaded and (self.running or message.run_dir != self.selected_run()):
+            return  # a saved report that arrived after the user picked another run or started a validation
+        if not message.loaded:
+            self.running = False
+            self.query_one("#validate-progress-row").remove_class("-running")
+            self.query_one("#validate-progress", ProgressBar).update(progress=1.0)
         self.report = message.report
+        self.shown_run = message.run_dir
+        if self.selected_run() != message.run_dir:
+            self.query_one("#validate-run", Select).value = str(message.run_dir)
         self.row_variables = figure_histogram_indices(message.report)
         summary = message.report.get("summary") or {}
-        self.query_one("#validate-progress", ProgressBar).update(progress=1.0)
         self.query_one("#validate-step", Static).update(
             f"{message.run_dir.name}: {VERDICT_MARKS.get(str(summary.get('verdict')), summary.get('verdict'))} · "
             f"{summary.get('pass', 0)} pass, {summary.get('warn', 0)} warn, {summary.get('fail', 0)} fail"
         )
         table = self.query_one(DataTable)
+        self.rows = summary_rows(message.report)
         cells = [
             [VERDICT_MARKS.get(row["verdict"], row["verdict"]), row["variable"], row["figure"], row["value"], row["baseline"]]
-            for row in summary_rows(message.report)
+            for row in self.rows
         ]
-        fill_table(table, COLUMNS, cells)
+        fill_table(table, COLUMNS, cells, max_widths=MAX_WIDTHS)
         table.focus()
         if table.row_count:
             table.move_cursor(row=0)
@@ -233,6 +284,12 @@ class ValidateScreen(Screen[None]):
         plot = self.query_one("#validate-plot", PlotView)
         if self.report is None:
             return
+        if 0 <= row < len(self.rows):
+            cells = self.rows[row]
+            self.query_one("#validate-row", Static).update(
+                f"{VERDICT_MARKS.get(cells['verdict'], cells['verdict'])}  {escape(cells['variable'])} · "
+                f"{escape(cells['figure'])}: {escape(cells['value'])}, baseline {escape(cells['baseline'])}"
+            )
         index = self.row_variables[row] if 0 <= row < len(self.row_variables) else None
         if index is None:
             plot.show_message("This figure has no histogram: move the cursor to a feature or observable.")

@@ -54,6 +54,9 @@ class PlotView(Widget):
     }
     """
 
+    # Screens may let a plot fill the screen (Screen.maximize), although it takes no focus.
+    ALLOW_MAXIMIZE = True
+
     message: reactive[str] = reactive("", layout=False)
 
     def __init__(self, message: str = "", *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
