@@ -6,8 +6,18 @@ A feature matrix names its objects by column: ``mu1_pt, mu1_eta, mu1_phi, mu2_pt
 - ROOT (``.root``): a TTree ``Events`` with NanoAOD names, ``nMuon``, ``Muon_pt``,
   ``Muon_eta``, ``Muon_phi``, ``Muon_mass``, ``Muon_charge`` (float32 kinematics in GeV and
   radians, int32 charge, as NanoAOD stores them), written by uproot from jagged awkward arrays;
-- Parquet (``.parquet``, ``.pq``): the same names and types, written by awkward;
-- CSV (``.csv``): the CMS education names ``E1 px1 py1 pz1 pt1 eta1 phi1 Q1 E2 ... M``.
+- Parquet (``.parquet``, ``.pq``): the same names and types, with uint32 counters as in NanoAOD,
+  written by awkward;
+- CSV (``.csv``), one row per event, in the format of the CMS education file that the product's
+  layouts read back:
+
+  - two muons: the dimuon names ``E1 px1 py1 pz1 pt1 eta1 phi1 Q1 E2 ... M`` (layout csv-pairs);
+  - four charged muons or electrons: the four-lepton names ``PID1 E1 px1 ... Q1 ... Q4 M``, with
+    the PDG id from the charge (layout four-lepton);
+  - anything else: flat NanoAOD-style names ``Jet1_pt Jet1_eta Jet1_phi Jet1_mass Jet2_pt ... M``.
+    No built-in layout reads these back.
+
+  ``M`` is the invariant mass (GeV) of all objects of the event.
 
 Every writer goes through a temporary file in the target folder and renames it at the end,
 so a failed write never leaves a partial file at the target path.
@@ -52,6 +62,10 @@ COLLECTION_NAMES = {
 # Jets have none: their mass is a measured quantity, so a jet without one is treated as massless.
 DEFAULT_MASSES = {"Muon": 0.1056583755, "Electron": 0.51099895e-3, "Photon": 0.0, "Tau": 1.77693}
 CHARGED = ("Muon", "Electron", "Tau")
+
+# PDG ids of the negative leptons. The education four-lepton files store PID = -PDG * charge,
+# so a mu- has 13 and a mu+ has -13.
+LEPTON_PDG_IDS = {"Muon": 13, "Electron": 11}
 
 
 @dataclass
@@ -210,7 +224,9 @@ def nanoaod_arrays(x: np.ndarray, columns: Sequence[str], *, seed: int = 0) -> d
     arrays: dict[str, ak.Array | np.ndarray] = {}
     for collection in dict.fromkeys(o.collection for o in objects):
         members = [(i, o) for i, o in enumerate(objects) if o.collection == collection]
-        counts = np.full(n, len(members), dtype=np.int32)
+        # NanoAOD counters are UInt_t. NOTE: uproot 5.7 writes the ROOT counters as int32 whatever
+        # this type is, so only Parquet output has uint32 counters.
+        counts = np.full(n, len(members), dtype=np.uint32)
         fields: dict[str, np.ndarray] = {}
         for name in ("pt", "eta", "phi"):
             fields[name] = np.stack([x[:, o.indices[name]] for _, o in members], axis=1).astype(np.float32)
@@ -242,22 +258,58 @@ def _write_root(path: Path, arrays: dict[str, ak.Array | np.ndarray]) -> None:
 def _write_csv(path: Path, x: np.ndarray, columns: Sequence[str], seed: int) -> None:
     objects = parse_objects(columns)
     charges = _charges(x, columns, objects, seed)
-    header: list[str] = []
-    values: list[np.ndarray] = []
-    for position, (obj, four) in enumerate(zip(objects, four_vectors(x, columns)), start=1):
-        header += [f"E{position}", f"px{position}", f"py{position}", f"pz{position}"]
-        values += [four.E, four.px, four.py, four.pz]
-        header += [f"pt{position}", f"eta{position}", f"phi{position}"]
-        values += [x[:, obj.indices[name]] for name in ("pt", "eta", "phi")]
-        if objects.index(obj) in charges:
-            header.append(f"Q{position}")
-            values.append(charges[objects.index(obj)].round().astype(np.int64))
+    collections = {o.collection for o in objects}
+    charged = all(i in charges for i in range(len(objects)))
+    if collections == {"Muon"} and len(objects) == 2:
+        table = _education_table(x, columns, objects, charges, pdg_id=None)
+    elif len(collections) == 1 and len(objects) == 4 and charged and objects[0].collection in LEPTON_PDG_IDS:
+        table = _education_table(x, columns, objects, charges, pdg_id=LEPTON_PDG_IDS[objects[0].collection])
+    else:
+        table = _flat_nanoaod_table(x, objects, charges)
     if len(objects) >= 2:
-        header.append("M")
-        values.append(invariant_mass(x, columns))
+        table["M"] = invariant_mass(x, columns)
 
     import pyarrow as pa
     import pyarrow.csv
 
     options = pyarrow.csv.WriteOptions(quoting_header="none")
-    pyarrow.csv.write_csv(pa.table(dict(zip(header, values, strict=True))), path, write_options=options)
+    pyarrow.csv.write_csv(pa.table(table), path, write_options=options)
+
+
+def _education_table(
+    x: np.ndarray,
+    columns: Sequence[str],
+    objects: list[ObjectColumns],
+    charges: dict[int, np.ndarray],
+    pdg_id: int | None,
+) -> dict[str, np.ndarray]:
+    """Return the CSV columns of the CMS education files, numbered by object from 1.
+
+    With ``pdg_id`` (the id of the negative lepton), each object starts with ``PID<i>`` as in
+    the four-lepton files.
+    """
+    table: dict[str, np.ndarray] = {}
+    for position, (obj, four) in enumerate(zip(objects, four_vectors(x, columns)), start=1):
+        charge = charges.get(position - 1)
+        if pdg_id is not None and charge is not None:
+            table[f"PID{position}"] = -pdg_id * charge.round().astype(np.int64)
+        table.update({f"E{position}": four.E, f"px{position}": four.px, f"py{position}": four.py, f"pz{position}": four.pz})
+        for name in ("pt", "eta", "phi"):
+            table[f"{name}{position}"] = x[:, obj.indices[name]]
+        if charge is not None:
+            table[f"Q{position}"] = charge.round().astype(np.int64)
+    return table
+
+
+def _flat_nanoaod_table(x: np.ndarray, objects: list[ObjectColumns], charges: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return CSV columns named ``<Collection><i>_<field>``, such as ``Jet2_mass``, numbered per collection from 1."""
+    table: dict[str, np.ndarray] = {}
+    for i, obj in enumerate(objects):
+        stem = f"{obj.collection}{obj.number}_"
+        for name in ("pt", "eta", "phi"):
+            table[stem + name] = x[:, obj.indices[name]]
+        if "mass" in obj.indices or obj.collection in DEFAULT_MASSES:
+            table[stem + "mass"] = _masses(x, obj)
+        if i in charges:
+            table[stem + "charge"] = charges[i].round().astype(np.int64)
+    return table

@@ -93,6 +93,46 @@ def test_jets_use_jet_names(tmp_path: Path, jets: FeatureTable) -> None:
     assert np.allclose(ak.to_numpy(tree["Jet_pt"].array())[:, 0], column(jets, "jet1_pt"), rtol=1e-6)
 
 
+def test_jet_csv_flat_nanoaod_names(tmp_path: Path, cms_data: Path) -> None:
+    options = {"collection": "jets", "n": 2, "fields": ["pt", "eta", "phi", "mass"]}
+    jets = load_features([cms_data / "uproot-HZZ.root"], "leading-objects", options=options)
+    path = write_events(tmp_path / "jets.csv", jets.values, jets.columns)
+
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    table = np.genfromtxt(path, delimiter=",", skip_header=1)
+
+    assert header == [f"Jet{i}_{name}" for i in (1, 2) for name in ("pt", "eta", "phi", "mass")] + ["M"]
+    assert np.allclose(table[:, header.index("Jet2_mass")], column(jets, "jet2_mass"))
+    assert np.allclose(table[:, header.index("M")], jets.feature_set.observables(jets.values)["mass"])
+
+
+def test_four_muon_csv_reads_back(tmp_path: Path, cms_data: Path) -> None:
+    options = {"collection": "muons", "n": 4, "fields": ["pt", "eta", "phi", "charge"]}
+    muons = load_features([cms_data / "4mu_2012.csv"], "leading-objects", options=options)
+    path = write_events(tmp_path / "muons.csv", muons.values, muons.columns)
+
+    header = path.read_text(encoding="utf-8").splitlines()[0].split(",")
+    table = np.genfromtxt(path, delimiter=",", skip_header=1)
+    again = load_features([path], "leading-objects", options=options)
+
+    assert header[:9] == ["PID1", "E1", "px1", "py1", "pz1", "pt1", "eta1", "phi1", "Q1"]
+    assert np.array_equal(table[:, header.index("PID1")], -13 * column(muons, "mu1_charge"))
+    assert again.layout == "four-lepton"
+    assert np.allclose(again.values, muons.values)
+
+
+def test_types_match_nanoaod(tmp_path: Path, cms_data: Path, dimuon: FeatureTable) -> None:
+    nanoaod = uproot.open(cms_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root")["Events"]
+    path = write_events(tmp_path / "events.root", dimuon.values, dimuon.columns)
+    tree = uproot.open(path)["Events"]
+
+    for name in ("Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_charge"):
+        assert tree[name].typename == nanoaod[name].typename, name
+    parquet = ak.from_parquet(write_events(tmp_path / "events.parquet", dimuon.values, dimuon.columns))
+    assert str(ak.type(parquet.nMuon).content) == "uint32"
+    assert nanoaod["nMuon"].typename == "uint32_t"
+
+
 def test_invariant_mass_matches_feature_set(dimuon: FeatureTable) -> None:
     expected = dimuon.feature_set.observables(dimuon.values)["mass"]
 

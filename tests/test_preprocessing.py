@@ -1,4 +1,5 @@
-"""Preprocessing on the real dimuon features of ``uproot-Zmumu.root`` (CMS 2010 Run B)."""
+"""Preprocessing on real CMS events: the dimuon features of ``uproot-Zmumu.root`` (CMS 2010 Run B)
+and ``Zmumu_Run2011A.csv`` (2011 Run A), and the leading jets, electrons and muons of ``uproot-HZZ.root``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def pipe(zmumu: FeatureTable) -> Preprocessing:
     return Preprocessing.fit(zmumu.values, zmumu.columns, zmumu.kinds, zmumu.feature_set.discrete_values, seed=3)
 
 
+@pytest.fixture(scope="module")
+def zmumu_any_charge(cms_data: Path) -> FeatureTable:
+    """The 2010 dimuon events with same-sign pairs kept, so that the charge product takes two values."""
+    return load_features([cms_data / "uproot-Zmumu.root"], "dimuon", options={"opposite_charge": False})
+
+
+@pytest.fixture(scope="module")
+def pipe_any_charge(zmumu_any_charge: FeatureTable) -> Preprocessing:
+    table = zmumu_any_charge
+    return Preprocessing.fit(table.values, table.columns, table.kinds, table.feature_set.discrete_values, seed=3)
+
+
 def column(table_or_columns: FeatureTable | tuple[str, ...], name: str) -> int:
     columns = table_or_columns.columns if isinstance(table_or_columns, FeatureTable) else table_or_columns
     return list(columns).index(name)
@@ -37,17 +50,28 @@ def test_transform_is_standardised_float32(zmumu: FeatureTable, pipe: Preprocess
     z = pipe.transform(zmumu.values, np.random.default_rng(0))
 
     assert z.dtype == np.float32
-    assert z.shape == (len(zmumu.values), len(zmumu.columns) - 1)
+    # The leading phi is replaced by a rotation, and the charge product is -1 in every event.
+    assert z.shape == (len(zmumu.values), len(zmumu.columns) - 2)
     assert pipe.output_dim == z.shape[1]
     assert "mu1_phi" not in pipe.output_columns
-    continuous = [j for j, name in enumerate(pipe.output_columns) if name != "charge_product"]
-    np.testing.assert_allclose(z[:, continuous].mean(axis=0), 0.0, atol=1e-4)
-    np.testing.assert_allclose(z[:, continuous].std(axis=0), 1.0, atol=1e-4)
+    assert "charge_product" not in pipe.output_columns
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-4)
 
+
+def test_two_valued_charge_is_dequantised(zmumu_any_charge: FeatureTable, pipe_any_charge: Preprocessing) -> None:
+    pipe = pipe_any_charge
+    z = pipe.transform(zmumu_any_charge.values, np.random.default_rng(0))
+
+    assert pipe.discrete_values["charge_product"] == (-1.0, 1.0)
+    assert pipe.output_dim == len(zmumu_any_charge.columns) - 1
     # The dequantisation noise differs from the noise drawn while fitting, so these checks are rough.
     charge = z[:, pipe.output_columns.index("charge_product")]
     assert abs(charge.mean()) < 0.3
     assert abs(charge.std() - 1.0) < 0.3
+    back = pipe.inverse(z, np.random.default_rng(1))
+    j = column(zmumu_any_charge, "charge_product")
+    np.testing.assert_array_equal(back[:, j], zmumu_any_charge.values[:, j])
 
 
 def test_round_trip_exact_up_to_rotation(zmumu: FeatureTable, pipe: Preprocessing) -> None:
@@ -91,7 +115,8 @@ def test_inverse_of_any_output_is_physical(pipe: Preprocessing) -> None:
         assert np.abs(x[:, column(columns, name)]).max() <= np.pi
     for name in ("mu1_pt", "mu2_pt"):
         assert (x[:, column(columns, name)] > 0).all()
-    assert set(np.unique(x[:, column(columns, "charge_product")])) <= {-1.0, 1.0}
+    assert set(np.unique(x[:, column(columns, "charge_product")])) == {-1.0}
+    assert (x[:, column(columns, "mu1_pt")] >= x[:, column(columns, "mu2_pt")]).all()
     assert np.isfinite(x).all()
 
 
@@ -213,6 +238,141 @@ def test_from_dict_rejects_other_format(pipe: Preprocessing) -> None:
 
     with pytest.raises(ConfigError, match="something-else/9"):
         Preprocessing.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def zmumu_2011(cms_data: Path) -> FeatureTable:
+    return load_features([cms_data / "Zmumu_Run2011A.csv"], "dimuon", options={"opposite_charge": True})
+
+
+def test_opposite_charge_inverse_keeps_sign(zmumu_2011: FeatureTable) -> None:
+    table = zmumu_2011
+    pipe = Preprocessing.fit(table.values, table.columns, table.kinds, {"charge_product": (-1.0, 1.0)})
+    z = np.random.default_rng(11).normal(scale=2.0, size=(50_000, pipe.output_dim))
+    x = pipe.inverse(z, np.random.default_rng(12))
+
+    assert pipe.discrete_values["charge_product"] == (-1.0,)
+    assert pipe.constants == {"charge_product": -1.0}
+    assert np.all(x[:, column(table, "charge_product")] == -1.0)
+
+
+def test_inverse_orders_muons_by_pt(zmumu_2011: FeatureTable) -> None:
+    table = zmumu_2011
+    pipe = Preprocessing.fit(table.values, table.columns, table.kinds, table.feature_set.discrete_values)
+    z = np.random.default_rng(13).normal(scale=2.0, size=(50_000, pipe.output_dim))
+    x = pipe.inverse(z, np.random.default_rng(14))
+
+    assert pipe.pt_ordered == ("mu",)
+    assert np.all(x[:, column(table, "mu1_pt")] >= x[:, column(table, "mu2_pt")])
+
+
+def test_pt_ordering_moves_whole_objects(zmumu_2011: FeatureTable) -> None:
+    table = zmumu_2011
+    pipe = Preprocessing.fit(table.values, table.columns, table.kinds, table.feature_set.discrete_values)
+    z = np.random.default_rng(15).normal(scale=2.0, size=(20_000, pipe.output_dim))
+    x = pipe.inverse(z, np.random.default_rng(16))
+    unordered = Preprocessing.from_dict({**pipe.to_dict(), "pt_ordered": []})
+    raw = unordered.inverse(z, np.random.default_rng(16))
+
+    swapped = raw[:, column(table, "mu1_pt")] < raw[:, column(table, "mu2_pt")]
+    assert swapped.mean() > 0.01
+    for field in ("pt", "eta", "phi"):
+        np.testing.assert_array_equal(x[swapped, column(table, f"mu1_{field}")], raw[swapped, column(table, f"mu2_{field}")])
+        np.testing.assert_array_equal(x[~swapped, column(table, f"mu1_{field}")], raw[~swapped, column(table, f"mu1_{field}")])
+    # Observables of the pair do not depend on the order of its muons.
+    np.testing.assert_allclose(
+        table.feature_set.observables(x)["mass"], table.feature_set.observables(raw)["mass"], rtol=1e-9
+    )
+
+
+def test_unordered_training_data_not_sorted(zmumu_2011: FeatureTable) -> None:
+    table = zmumu_2011
+    names = ("mu1_pt", "mu1_eta", "mu2_pt", "mu2_eta")
+    x = table.values[:, [column(table, name) for name in names]]
+    x = x[:, [2, 3, 0, 1]]  # The softer muon first.
+    pipe = Preprocessing.fit(x, names, ("pt", "eta", "pt", "eta"), {})
+
+    assert pipe.pt_ordered == ()
+
+
+@pytest.fixture(scope="module")
+def hzz_jets(cms_data: Path) -> FeatureTable:
+    options = {"collection": "jets", "n": 2, "fields": ["pt", "eta", "phi", "mass"]}
+    return load_features([cms_data / "uproot-HZZ.root"], "leading-objects", options=options)
+
+
+def test_jet_mass_log_transform(hzz_jets: FeatureTable) -> None:
+    table = hzz_jets
+    pipe = Preprocessing.fit(table.values, table.columns, table.kinds, table.feature_set.discrete_values)
+    z = np.random.default_rng(17).normal(scale=3.0, size=(50_000, pipe.output_dim))
+    x = pipe.inverse(z, np.random.default_rng(18))
+
+    assert pipe.kinds[column(table, "jet1_mass")] == "mass"
+    # Every training jet mass is positive, so the transform is a plain logarithm.
+    assert pipe.mass_offsets == {"jet1_mass": 0.0, "jet2_mass": 0.0}
+    for name in ("jet1_mass", "jet2_mass"):
+        assert x[:, column(table, name)].min() >= 0.0
+    assert np.all(x[:, column(table, "jet1_pt")] >= x[:, column(table, "jet2_pt")])
+    back = pipe.inverse(pipe.transform(table.values))
+    for name in ("jet1_mass", "jet2_mass"):
+        np.testing.assert_allclose(back[:, column(table, name)], table.values[:, column(table, name)], rtol=FLOAT32_RTOL)
+
+
+def test_negative_training_masses_clipped(cms_data: Path) -> None:
+    # Electron masses computed from (E, p) in uproot-HZZ.root go slightly below 0 GeV.
+    options = {"collection": "electrons", "n": 2, "fields": ["pt", "eta", "phi", "mass", "charge"]}
+    table = load_features([cms_data / "uproot-HZZ.root"], "leading-objects", options=options)
+    pipe = Preprocessing.fit(table.values, table.columns, table.kinds, table.feature_set.discrete_values)
+    z = np.random.default_rng(19).normal(scale=3.0, size=(50_000, pipe.output_dim))
+    x = pipe.inverse(z, np.random.default_rng(20))
+
+    assert table.values[:, column(table, "el1_mass")].min() < 0.0
+    assert pipe.mass_offsets["el1_mass"] > 0.0
+    for name in ("el1_mass", "el2_mass"):
+        assert x[:, column(table, name)].min() >= 0.0
+    assert np.isfinite(x).all()
+    back = pipe.inverse(pipe.transform(table.values))
+    j = column(table, "el1_mass")
+    np.testing.assert_allclose(np.maximum(table.values[:, j], 0.0), back[:, j], atol=1e-5)
+
+
+def test_constant_mass_left_out(zmumu_2011: FeatureTable) -> None:
+    table = zmumu_2011
+    columns = (*table.columns[:6], "mu1_mass", "mu2_mass")
+    kinds = (*table.kinds[:6], "mass", "mass")
+    muon_mass = np.full((len(table.values), 2), 0.1056583755)
+    x = np.column_stack([table.values[:, :6], muon_mass])
+    pipe = Preprocessing.fit(x, columns, kinds, {})
+    back = pipe.inverse(np.random.default_rng(21).normal(size=(1_000, pipe.output_dim)))
+
+    assert pipe.output_dim == 5
+    assert pipe.constants == {"mu1_mass": 0.1056583755, "mu2_mass": 0.1056583755}
+    assert np.all(pipe.std)
+    assert np.all(back[:, 6:] == 0.1056583755)
+    mass = make_dimuon_mass_function(pipe)(torch.as_tensor(pipe.transform(x)))
+    np.testing.assert_allclose(mass.numpy(), table.feature_set.observables(table.values)["mass"], rtol=1e-3)
+
+
+def test_all_constant_columns_rejected() -> None:
+    x = np.column_stack([np.full(10, 40.0), np.full(10, -1.0)])
+
+    with pytest.raises(NoEventsError, match="constant"):
+        Preprocessing.fit(x, ("mu1_pt", "charge_product"), ("pt", "discrete"), {"charge_product": (-1, 1)})
+
+
+def test_format_1_still_loads(pipe_any_charge: Preprocessing) -> None:
+    # A run saved before constants, mass offsets and pt ordering existed.
+    data = pipe_any_charge.to_dict()
+    data["format"] = "cmsgen-preprocessing/1"
+    for key in ("constants", "mass_offsets", "pt_ordered"):
+        del data[key]
+
+    restored = Preprocessing.from_dict(data)
+
+    assert restored.output_dim == pipe_any_charge.output_dim
+    assert restored.pt_ordered == ("mu",)
+    x = restored.inverse(np.random.default_rng(22).normal(scale=2.0, size=(5_000, restored.output_dim)))
+    assert np.all(x[:, column(restored.columns, "mu1_pt")] >= x[:, column(restored.columns, "mu2_pt")])
 
 
 def test_from_dict_rejects_missing_key(pipe: Preprocessing) -> None:

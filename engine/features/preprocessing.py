@@ -3,14 +3,25 @@
 The pipeline maps physical features (GeV, radians, discrete charges) to a float32 matrix that
 generative models train on, and back:
 
-1. ``pt`` columns: natural logarithm (so pt stays positive after inversion).
-2. ``phi`` columns: the first ``phi`` column (the leading object's) is dropped. Every other
+1. Constant columns: a non-phi column with one value on the whole training split (a charge
+   product under an opposite-charge selection, the muon mass) is left out of the model input,
+   and the inverse writes that value back.
+2. ``pt`` columns: natural logarithm (so pt stays positive after inversion).
+3. ``mass`` columns: ``log(m + offset)``. The offset is 0 when every training mass is positive.
+   Otherwise it lifts the smallest training mass to the median distance above it (at least
+   1 MeV), and the inverse clips results below 0 to 0, so generated masses are never negative.
+4. ``phi`` columns: the first ``phi`` column (the leading object's) is dropped. Every other
    ``phi`` becomes its difference to it, wrapped to [-pi, pi) and centred on its circular mean on
    the training split, so that back-to-back pairs do not sit on the wrap boundary. The inverse
    draws a uniform global rotation for the leading phi and wraps every phi to [-pi, pi).
-3. ``discrete`` columns: dequantised with uniform noise narrower than half the gap between
-   allowed values. The inverse rounds to the nearest allowed value.
-4. Standardisation with the mean and standard deviation of the training split.
+5. ``discrete`` columns: the allowed values are those seen on the training split. They are
+   dequantised with uniform noise narrower than half the gap between them, and the inverse
+   rounds to the nearest one.
+6. Standardisation with the mean and standard deviation of the training split.
+
+When the objects of a collection (``mu1_*``, ``mu2_*``...) are ordered by decreasing pt in
+every training event, as the feature sets select them, the inverse orders each generated event
+the same way and moves every field of an object together.
 
 Example:
     >>> pipe = Preprocessing.fit(x, columns, kinds, {"charge_product": (-1, 1)})
@@ -31,16 +42,24 @@ import scipy.stats
 import torch
 
 from cmsgen.engine.errors import ConfigError, NoEventsError
+from cmsgen.engine.features.sets import group_object_columns
 
 logger = logging.getLogger(__name__)
 
-PREPROCESSING_FORMAT = "cmsgen-preprocessing/1"
-KNOWN_KINDS = ("pt", "eta", "phi", "discrete", "real")
+PREPROCESSING_FORMAT = "cmsgen-preprocessing/2"
+# Format 1 had no constant columns, no mass transform and no pt ordering. Runs saved with it
+# still load: their models were built for its output columns.
+OLD_PREPROCESSING_FORMATS = ("cmsgen-preprocessing/1",)
+KNOWN_KINDS = ("pt", "eta", "phi", "mass", "discrete", "real")
 MUON_MASS_GEV = 0.1056583755
 
 # Dequantisation noise spans this fraction of the half gap between neighbouring allowed
 # values. The 10% margin keeps float32 rounding from moving a value onto the midpoint between two.
 DEQUANTISATION_FRACTION = 0.9
+
+# Smallest shift (GeV) that the mass transform adds above the smallest training mass, so that
+# log() stays finite when most training masses are equal (photons at 0 GeV, for example).
+MIN_MASS_SHIFT_GEV = 1e-3
 
 
 def wrap_phi(phi: np.ndarray) -> np.ndarray:
@@ -57,14 +76,20 @@ class Preprocessing:
 
     Arguments:
         columns: Input column names, length ``d``.
-        kinds: Kind of each column: "pt" (GeV), "eta", "phi" (radians), "discrete" or "real".
-        discrete_values: Sorted allowed values of each discrete column.
+        kinds: Kind of each column: "pt" (GeV), "eta", "phi" (radians), "mass" (GeV),
+            "discrete" or "real".
+        discrete_values: Sorted values of each discrete column seen on the training split.
         leading_phi: Name of the dropped leading ``phi`` column, or None without phi columns.
         phi_offsets: Circular mean (radians) of each relative phi column on the training split.
         dequantisation_widths: Half width of the uniform noise added to each discrete column.
         mean: Mean of each output column before standardisation, length ``output_dim``.
         std: Standard deviation of each output column before standardisation.
         seed: Seed of the random generator used when a call passes ``rng=None``.
+        constants: Value of each column that is constant on the training split. These columns
+            are not model inputs.
+        mass_offsets: Offset (GeV) added to each mass column before the logarithm.
+        pt_ordered: Column prefixes (such as "mu") whose objects the inverse orders by
+            decreasing pt.
     """
 
     columns: tuple[str, ...]
@@ -76,10 +101,13 @@ class Preprocessing:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     seed: int = 0
+    constants: dict[str, float] = field(default_factory=dict)
+    mass_offsets: dict[str, float] = field(default_factory=dict)
+    pt_ordered: tuple[str, ...] = ()
     _output_columns: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._output_columns = tuple(c for c in self.columns if c != self.leading_phi)
+        self._output_columns = tuple(c for c in self.columns if c != self.leading_phi and c not in self.constants)
 
     # ------------------------------------------------------------------ fitting
 
@@ -98,56 +126,89 @@ class Preprocessing:
             x: Training features in physical units, float [n, d].
             columns: Column names, length d.
             kinds: Kind of each column (see :data:`KNOWN_KINDS`).
-            discrete_values: Allowed values of each "discrete" column.
+            discrete_values: Allowed values of each "discrete" column. The pipeline keeps the
+                allowed values that the training split contains.
             seed: Seed of the dequantisation noise drawn while fitting, and the default seed
                 of later calls with ``rng=None``.
 
         Raises:
             ConfigError: Columns, kinds and allowed values do not match.
-            NoEventsError: ``x`` is empty or contains values the pipeline cannot transform.
+            NoEventsError: ``x`` is empty, contains values the pipeline cannot transform, or
+                has the same value in every column.
         """
         columns = tuple(str(c) for c in columns)
         kinds = tuple(str(k) for k in kinds)
-        discrete = {str(k): tuple(sorted({float(v) for v in vals})) for k, vals in (discrete_values or {}).items()}
-        _check_layout(columns, kinds, discrete)
+        allowed = {str(k): tuple(sorted({float(v) for v in vals})) for k, vals in (discrete_values or {}).items()}
+        _check_layout(columns, kinds, allowed)
         x = _as_matrix(x, columns)
         if x.shape[0] < 2:
             raise NoEventsError(
                 f"cannot fit the preprocessing on {x.shape[0]} events: the training split needs at least 2"
             )
-
-        phi_columns = [c for c, k in zip(columns, kinds) if k == "phi"]
-        leading_phi = phi_columns[0] if phi_columns else None
-        widths = {c: DEQUANTISATION_FRACTION * _half_gap(discrete[c]) for c, k in zip(columns, kinds) if k == "discrete"}
-
+        discrete_columns = [c for c, k in zip(columns, kinds) if k == "discrete"]
+        # A pipeline with the allowed values and no fitted parameters checks the input values.
         unfitted = cls(
             columns=columns,
             kinds=kinds,
-            discrete_values={c: discrete[c] for c, k in zip(columns, kinds) if k == "discrete"},
-            leading_phi=leading_phi,
-            phi_offsets={c: 0.0 for c in phi_columns[1:]},
-            dequantisation_widths=widths,
-            mean=(0.0,) * (len(columns) - (1 if leading_phi else 0)),
-            std=(1.0,) * (len(columns) - (1 if leading_phi else 0)),
-            seed=int(seed),
+            discrete_values={c: allowed[c] for c in discrete_columns},
+            leading_phi=None,
+            phi_offsets={},
+            dequantisation_widths={},
+            mean=(),
+            std=(),
         )
         unfitted._check_values(x)
+
+        constants = {
+            name: float(x[0, j]) for j, (name, kind) in enumerate(zip(columns, kinds)) if kind != "phi" and (x[:, j] == x[0, j]).all()
+        }
+        seen = {c: tuple(float(v) for v in np.unique(x[:, columns.index(c)])) for c in discrete_columns}
+        phi_columns = [c for c, k in zip(columns, kinds) if k == "phi"]
+        leading_phi = phi_columns[0] if phi_columns else None
+        fitted = cls(
+            columns=columns,
+            kinds=kinds,
+            discrete_values=seen,
+            leading_phi=leading_phi,
+            phi_offsets={c: 0.0 for c in phi_columns[1:]},
+            dequantisation_widths={c: DEQUANTISATION_FRACTION * _half_gap(seen[c]) for c in discrete_columns if c not in constants},
+            mean=(),
+            std=(),
+            seed=int(seed),
+            constants=constants,
+            mass_offsets={
+                c: _mass_offset(x[:, columns.index(c)]) for c, k in zip(columns, kinds) if k == "mass" and c not in constants
+            },
+            pt_ordered=_pt_ordered_prefixes(x, columns),
+        )
+        if fitted.output_dim == 0:
+            raise NoEventsError(
+                f"every column of the {x.shape[0]} training events is constant, so there is nothing to learn. "
+                "Select more varied events or other features."
+            )
 
         # The circular mean of each relative phi centres its distribution in the wrapped range.
         if leading_phi is not None:
             lead = x[:, columns.index(leading_phi)]
             for name in phi_columns[1:]:
                 relative = wrap_phi(x[:, columns.index(name)] - lead)
-                unfitted.phi_offsets[name] = float(scipy.stats.circmean(relative, high=np.pi, low=-np.pi))
+                fitted.phi_offsets[name] = float(scipy.stats.circmean(relative, high=np.pi, low=-np.pi))
 
-        unstandardised = unfitted._forward(x, np.random.default_rng(seed))
+        unstandardised = fitted._forward(x, np.random.default_rng(seed))
         mean = unstandardised.mean(axis=0)
         std = unstandardised.std(axis=0)
         std = np.where(std > 1e-12, std, 1.0)
-        unfitted.mean = tuple(float(v) for v in mean)
-        unfitted.std = tuple(float(v) for v in std)
-        logger.info("fitted preprocessing on %d events: %d columns in, %d out", x.shape[0], len(columns), unfitted.output_dim)
-        return unfitted
+        fitted.mean = tuple(float(v) for v in mean)
+        fitted.std = tuple(float(v) for v in std)
+        logger.info(
+            "fitted preprocessing on %d events: %d columns in, %d out, constant columns %s, pt-ordered objects %s",
+            x.shape[0],
+            len(columns),
+            fitted.output_dim,
+            sorted(constants) or "none",
+            list(fitted.pt_ordered) or "none",
+        )
+        return fitted
 
     # ------------------------------------------------------------------ properties
 
@@ -158,7 +219,7 @@ class Preprocessing:
 
     @property
     def output_columns(self) -> tuple[str, ...]:
-        """Names of the columns after :meth:`transform` (the input names minus the leading phi)."""
+        """Names of the columns after :meth:`transform`: the input names minus the leading phi and the constants."""
         return self._output_columns
 
     # ------------------------------------------------------------------ transforms
@@ -178,7 +239,9 @@ class Preprocessing:
         """Map model outputs float [n, output_dim] back to physical features float64 [n, d].
 
         ``rng`` draws the global rotation of the leading phi. If it is None, a generator seeded with
-        ``self.seed`` is used. Every phi ends in [-pi, pi) and every discrete value in its allowed set.
+        ``self.seed`` is used. Every phi ends in [-pi, pi), every discrete value in the set seen in
+        training, every mass at >= 0 GeV, and the objects of each prefix in :attr:`pt_ordered`
+        in order of decreasing pt.
         """
         z = np.asarray(z, dtype=np.float64)
         if z.ndim != 2 or z.shape[1] != self.output_dim:
@@ -193,6 +256,8 @@ class Preprocessing:
             column = u[:, j]
             if kind == "pt":
                 column = np.exp(column)
+            elif kind == "mass":
+                column = np.maximum(np.exp(column) - self.mass_offsets[name], 0.0)
             elif kind == "phi":
                 column = wrap_phi(column + self.phi_offsets[name] + lead)
             elif kind == "discrete":
@@ -201,14 +266,17 @@ class Preprocessing:
             out[:, self.columns.index(name)] = column
         if lead is not None:
             out[:, self.columns.index(self.leading_phi)] = wrap_phi(lead)
+        for name, value in self.constants.items():
+            out[:, self.columns.index(name)] = value
+        self._order_by_pt(out)
         return out
 
     def inverse_torch(self, z: torch.Tensor) -> torch.Tensor:
         """Map model outputs [B, output_dim] to continuous physical features [B, d], differentiably.
 
-        Unlike :meth:`inverse`, the leading phi is set to 0, relative phis are not wrapped and
-        discrete columns are not rounded, so gradients flow to every input. Rotation-invariant
-        observables such as the invariant mass are unaffected.
+        Unlike :meth:`inverse`, the leading phi is set to 0, relative phis are not wrapped,
+        discrete columns are not rounded and objects are not ordered by pt, so gradients flow
+        to every input. Rotation-invariant observables such as the invariant mass are unaffected.
         """
         mean = torch.as_tensor(self.mean, dtype=z.dtype, device=z.device)
         std = torch.as_tensor(self.std, dtype=z.dtype, device=z.device)
@@ -218,9 +286,14 @@ class Preprocessing:
             if name == self.leading_phi:
                 columns.append(torch.zeros_like(u[:, 0]))
                 continue
+            if name in self.constants:
+                columns.append(torch.full_like(u[:, 0], self.constants[name]))
+                continue
             column = u[:, self._output_columns.index(name)]
             if kind == "pt":
                 column = torch.exp(column)
+            elif kind == "mass":
+                column = torch.clamp(torch.exp(column) - self.mass_offsets[name], min=0.0)
             elif kind == "phi":
                 column = column + self.phi_offsets[name]
             columns.append(column)
@@ -241,23 +314,38 @@ class Preprocessing:
             "mean": list(self.mean),
             "std": list(self.std),
             "seed": self.seed,
+            "constants": dict(self.constants),
+            "mass_offsets": dict(self.mass_offsets),
+            "pt_ordered": list(self.pt_ordered),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
-        """Rebuild a pipeline from :meth:`to_dict` output.
+        """Rebuild a pipeline from :meth:`to_dict` output, of this format or of format 1.
+
+        A format-1 pipeline keeps its output columns and discrete values, so the models trained
+        with it still fit. Its inverse orders objects by pt too, because every feature set
+        selected them in that order.
 
         Raises:
-            ConfigError: ``data`` is not a saved preprocessing of this format.
+            ConfigError: ``data`` is not a saved preprocessing of a known format.
         """
-        if data.get("format") != PREPROCESSING_FORMAT:
+        saved_format = data.get("format")
+        if saved_format != PREPROCESSING_FORMAT and saved_format not in OLD_PREPROCESSING_FORMATS:
             raise ConfigError(
-                f"unsupported preprocessing format {data.get('format')!r} (expected {PREPROCESSING_FORMAT!r}). "
+                f"unsupported preprocessing format {saved_format!r} (expected {PREPROCESSING_FORMAT!r}). "
                 "Refit the preprocessing with this version of cmsgen."
             )
         try:
+            columns = tuple(data["columns"])
+            if saved_format == PREPROCESSING_FORMAT:
+                constants = {k: float(v) for k, v in data["constants"].items()}
+                mass_offsets = {k: float(v) for k, v in data["mass_offsets"].items()}
+                pt_ordered = tuple(str(p) for p in data["pt_ordered"])
+            else:
+                constants, mass_offsets, pt_ordered = {}, {}, _object_prefixes_with_pt(columns)
             pipe = cls(
-                columns=tuple(data["columns"]),
+                columns=columns,
                 kinds=tuple(data["kinds"]),
                 discrete_values={k: tuple(float(v) for v in vals) for k, vals in data["discrete_values"].items()},
                 leading_phi=data["leading_phi"],
@@ -266,6 +354,9 @@ class Preprocessing:
                 mean=tuple(float(v) for v in data["mean"]),
                 std=tuple(float(v) for v in data["std"]),
                 seed=int(data["seed"]),
+                constants=constants,
+                mass_offsets=mass_offsets,
+                pt_ordered=pt_ordered,
             )
         except KeyError as error:
             raise ConfigError(f"saved preprocessing is missing the key {error.args[0]!r}. Refit the preprocessing.") from None
@@ -275,6 +366,9 @@ class Preprocessing:
                 f"saved preprocessing has {len(pipe.mean)} means and {len(pipe.std)} standard deviations "
                 f"for {pipe.output_dim} output columns. Refit the preprocessing."
             )
+        missing = [c for c, k in zip(pipe.columns, pipe.kinds) if k == "mass" and c not in pipe.constants and c not in pipe.mass_offsets]
+        if missing:
+            raise ConfigError(f"saved preprocessing has no mass offset for the columns {missing}. Refit the preprocessing.")
         return pipe
 
     # ------------------------------------------------------------------ internals
@@ -288,6 +382,8 @@ class Preprocessing:
             column = x[:, self.columns.index(name)]
             if kind == "pt":
                 column = np.log(column)
+            elif kind == "mass":
+                column = np.log(column + self.mass_offsets[name])
             elif kind == "phi":
                 column = wrap_phi(column - lead - self.phi_offsets[name])
             elif kind == "discrete":
@@ -295,6 +391,17 @@ class Preprocessing:
                 column = column + rng.uniform(-width, width, size=column.shape[0])
             out[:, j] = column
         return out
+
+    def _order_by_pt(self, x: np.ndarray) -> None:
+        """Reorder, in place, the objects of each prefix in ``pt_ordered`` by decreasing pt in every row."""
+        for prefix in self.pt_ordered:
+            objects = [o for o in group_object_columns(self.columns) if o.prefix == prefix]
+            pt = x[:, [o.indices["pt"] for o in objects]]
+            # A stable sort keeps the generated order of objects with equal pt.
+            order = np.argsort(-pt, axis=1, kind="stable")
+            for name in objects[0].indices:
+                positions = [o.indices[name] for o in objects]
+                x[:, positions] = np.take_along_axis(x[:, positions], order, axis=1)
 
     def _check_values(self, x: np.ndarray) -> None:
         """Raise NoEventsError for values that the forward steps cannot map."""
@@ -310,6 +417,12 @@ class Preprocessing:
                 raise NoEventsError(
                     f"pt column {name!r} has {int((x[:, j] <= 0).sum())} values <= 0 GeV, but the log transform "
                     "needs positive pt. Select events with pt > 0."
+                )
+            if kind == "mass" and name in self.mass_offsets and (x[:, j] + self.mass_offsets[name] <= 0).any():
+                raise NoEventsError(
+                    f"mass column {name!r} has {int((x[:, j] + self.mass_offsets[name] <= 0).sum())} values "
+                    f"<= {-self.mass_offsets[name]:.6g} GeV, below the range the preprocessing was fitted on. "
+                    "Refit the preprocessing on these events or select events with larger masses."
                 )
             if kind == "discrete":
                 allowed = np.asarray(self.discrete_values[name])
@@ -396,3 +509,43 @@ def _half_gap(values: Sequence[float]) -> float:
     if len(values) < 2:
         return 0.5
     return 0.5 * float(np.min(np.diff(np.asarray(values))))
+
+
+def _mass_offset(mass: np.ndarray) -> float:
+    """Return the offset (GeV) that makes ``log(mass + offset)`` finite on the training masses.
+
+    The offset is 0 when every mass is positive. Otherwise it lifts the smallest mass to the
+    median distance above it, and at least to MIN_MASS_SHIFT_GEV.
+    """
+    smallest = float(mass.min())
+    if smallest > 0:
+        return 0.0
+    return -smallest + max(float(np.median(mass - smallest)), MIN_MASS_SHIFT_GEV)
+
+
+def _object_prefixes_with_pt(columns: Sequence[str]) -> tuple[str, ...]:
+    """Return the prefixes that name at least two objects, each with a pt column."""
+    counts: dict[str, int] = {}
+    for item in group_object_columns(columns):
+        if "pt" in item.indices:
+            counts[item.prefix] = counts.get(item.prefix, 0) + 1
+    return tuple(prefix for prefix, count in counts.items() if count >= 2)
+
+
+def _pt_ordered_prefixes(x: np.ndarray, columns: Sequence[str]) -> tuple[str, ...]:
+    """Return the object prefixes whose objects have the same fields and decreasing pt in every row of ``x``.
+
+    A ``charge_product`` column describes the first two objects, so with one only two-object
+    prefixes qualify: reordering three or more objects would change which pair it describes.
+    """
+    ordered = []
+    for prefix in _object_prefixes_with_pt(columns):
+        objects = [o for o in group_object_columns(columns) if o.prefix == prefix]
+        if any(set(o.indices) != set(objects[0].indices) for o in objects):
+            continue
+        if "charge_product" in columns and len(objects) > 2:
+            continue
+        pt = x[:, [o.indices["pt"] for o in objects]]
+        if (np.diff(pt, axis=1) <= 0).all():
+            ordered.append(prefix)
+    return tuple(ordered)

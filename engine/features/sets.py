@@ -23,7 +23,7 @@ vector.register_awkward()
 
 COLLECTION_PREFIX = {"muons": "mu", "electrons": "el", "photons": "ph", "jets": "jet", "taus": "tau"}
 COLLECTION_SPECIES = {"muons": "muon", "electrons": "electron", "photons": "photon", "taus": "tau"}
-FIELD_KINDS = {"pt": "pt", "eta": "eta", "phi": "phi", "mass": "real", "charge": "discrete"}
+FIELD_KINDS = {"pt": "pt", "eta": "eta", "phi": "phi", "mass": "mass", "charge": "discrete"}
 
 
 @dataclass(frozen=True)
