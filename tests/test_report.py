@@ -12,6 +12,20 @@ import pytest
 from cmsgen.engine.report import build_report, render_markdown
 
 
+def make_damaged_dataset(folder: Path, zmumu: Path) -> Path:
+    """Write a copy of ``zmumu`` with 100 kB zeroed in the middle and a text file named notes.root into ``folder``.
+
+    The damaged copy still opens and its branch names identify the csv-pairs layout,
+    but reading its events fails. The file notes.root is not a ROOT file at all.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    data = bytearray(zmumu.read_bytes())
+    data[40_000:140_000] = bytes(100_000)
+    (folder / "uproot-Zmumu.root").write_bytes(bytes(data))
+    (folder / "notes.root").write_text("These are notes, not a ROOT file.\n")
+    return folder
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cmsgen.tui", *args], capture_output=True, text=True, timeout=300)
 
@@ -83,6 +97,67 @@ def test_aod_lists_unreadable_products(legacy_data: Path) -> None:
     assert all("POET" in u["route"] for u in report["unreadable"])
     jets = next(v for v in report["verdict"] if v["feature_set"].startswith("leading-objects[jets"))
     assert jets["trainable"] is True
+
+
+def test_aod_branch_list_indexes_readable(legacy_data: Path) -> None:
+    """BranchListIndexes is a plain std::vector<uint16_t>: uproot reads it, so the report must not call it unreadable."""
+    import uproot
+
+    from cmsgen.engine.sources.inspect import inspect_file
+
+    path = legacy_data / "opendatatrigger_EDM_AOD_Run2010B_Jet_2ev.root"
+    values = uproot.open(path)["Events/BranchListIndexes"].array(library="ak")
+    assert values.tolist() == [[0, 1, 2], [0, 1, 2]]
+    files_screen_verdict = next(b for b in inspect_file(path).find("Events").branches if b.name == "BranchListIndexes")
+    assert files_screen_verdict.readable
+
+    report = build_report(path).to_dict()
+    unreadable = {u["branch"] for u in report["unreadable"]}
+    assert "BranchListIndexes" not in unreadable
+    assert "EventAuxiliary" in unreadable
+    note = next(note for note in report["notes"] if "BranchListIndexes" in note)
+    assert "can be read without CMSSW" in note
+    assert "BranchIDLists of the MetaData tree" in note
+    assert "BranchListIndexes" in render_markdown(report).split("## Notes")[1]
+
+
+def test_damaged_file_keeps_field_table(tmp_path: Path, cms_data: Path) -> None:
+    """A layout found but no event read: the canonical fields are listed, and every output states that no events were read."""
+    from cmsgen.engine.report.builder import NO_EVENTS_NOTE
+
+    report = build_report(make_damaged_dataset(tmp_path / "damaged", cms_data / "uproot-Zmumu.root")).to_dict()
+    assert report["layout"]["name"] == "csv-pairs"
+    assert report["n_events"] == 0
+    assert [(row["field"], row["status"]) for row in report["fields"]] == [
+        ("pt", "present"), ("eta", "present"), ("phi", "present"), ("mass", "derived"), ("charge", "present"),
+    ]
+    assert field_status(report, "muons", "pt")["source"] == ["pt1", "pt2"]
+    assert report["quality"] == []
+    assert NO_EVENTS_NOTE in report["notes"]
+    dimuon = next(v for v in report["verdict"] if v["feature_set"] == "dimuon")
+    assert dimuon["trainable"] is False
+    assert dimuon["reason"].startswith("no events were read")
+    damaged = [u for u in report["unreadable"] if u["file"].endswith("uproot-Zmumu.root")]
+    assert len(damaged) == 1
+    assert "Reading entries" in damaged[0]["reason"]
+    assert any(u["file"].endswith("notes.root") for u in report["unreadable"])
+
+    markdown = render_markdown(report)
+    fields_section = markdown.split("## Canonical fields")[1].split("## Value quality")[0]
+    assert "| muons | pt | present | pt1, pt2 |" in fields_section
+    quality_section = markdown.split("## Value quality")[1].split("## Stored against derived")[0]
+    assert "No events were read" in quality_section
+    assert "(none)" not in quality_section
+
+
+def test_field_table_of_dataset_layout_only(cms_data: Path) -> None:
+    """With files of two layouts, the field statuses are those of the dataset's layout, whose events are read."""
+    report = build_report([cms_data / "uproot-Zmumu.root", cms_data / "uproot-HZZ.root"]).to_dict()
+    assert report["layout"]["name"] == "hep-tutorial"
+    pt = field_status(report, "muons", "pt")
+    assert pt["status"] == "derived"
+    assert "hypot(px, py)" in pt["derivation"]
+    assert pt["files_differing"] == []
 
 
 def test_mc10events_unreadable_branches(legacy_data: Path) -> None:

@@ -20,7 +20,7 @@ from cmsgen.engine.layouts.registry import CANONICAL_FIELDS
 from cmsgen.engine.report.checks import CrossCheckTotals, DuplicateFinder, FieldQuality, Multiplicity
 from cmsgen.engine.sources import DEFAULT_STEP_SIZE, Dataset, FileEntry, open_dataset
 from cmsgen.engine.sources.dataset import prefetched
-from cmsgen.engine.sources.rootfile import is_rntuple, open_root
+from cmsgen.engine.sources.rootfile import is_rntuple, judge_branch, open_root
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,20 @@ DEFAULT_VERDICT_SETS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("leading-objects", {"collection": "electrons", "n": 2}),
     ("leading-objects", {"collection": "jets", "n": 2, "fields": ["pt", "eta", "phi", "mass"]}),
 )
+
+NO_EVENTS_NOTE = (
+    "No events were read, so the value quality, stored-against-derived, duplicate and multiplicity counts are empty; "
+    "the canonical fields follow from the layout and the branch names alone"
+)
+
+# Meaning of the values of the EDM framework branches that uproot reads without CMSSW.
+# Only the branches found in the AOD test file of the project are listed.
+EDM_FRAMEWORK_BRANCHES = {
+    "BranchListIndexes": (
+        "indices into the BranchIDLists of the MetaData tree, which CMSSW uses to find the process that wrote each "
+        "product; they are bookkeeping without a physics meaning"
+    ),
+}
 
 
 @dataclass
@@ -73,6 +87,40 @@ def _file_dict(entry: FileEntry) -> dict[str, Any]:
     }
 
 
+def _rejudge_edm_branches(entry: FileEntry) -> tuple[list[dict[str, Any]], list[str]]:
+    """Return the unreadable branches of ``entry``, less the EDM branches that uproot reads, and a note for each of those.
+
+    The dataset lists every EDM product outside the layout as needing CMSSW without
+    looking at it. An unsplit branch of a plain type (``std::vector<uint16_t>``) reads
+    without CMSSW, so its interpretation is checked here, and an object type is probed
+    on its first entry, as the Files screen does. Split products stay listed.
+    """
+    if entry.choice is None or not entry.choice.layout.edm or not entry.unreadable:
+        return list(entry.unreadable), []
+    try:
+        tree = entry.tree_objects.get(entry.main_tree) or open_root(entry.path)[entry.main_tree]
+    except (CmsgenError, KeyError, OSError) as error:
+        log.warning("cannot open the tree %s of %s again to check its EDM branches: %s", entry.main_tree, entry.path, error)
+        return list(entry.unreadable), []
+    unreadable = []
+    notes = []
+    for row in entry.unreadable:
+        name = row["branch"]
+        branch = tree.get(name) if name else None
+        if branch is None or branch.branches or judge_branch(branch) is not None:
+            unreadable.append(row)
+            continue
+        meaning = EDM_FRAMEWORK_BRANCHES.get(name.rstrip("."))
+        if meaning:
+            notes.append(f"{entry.path}: the EDM branch {name} ({branch.typename}) can be read without CMSSW, but its values are {meaning}")
+        else:
+            notes.append(
+                f"{entry.path}: the EDM branch {name} ({branch.typename}) can be read without CMSSW, "
+                f"but the layout {entry.choice.layout.name} does not use it, so the report does not read it"
+            )
+    return unreadable, notes
+
+
 def _drift(files: list[FileEntry]) -> list[dict[str, Any]]:
     """Compare the main-tree branches of each readable file with the first one of its layout."""
     reference: dict[str, FileEntry] = {}
@@ -102,11 +150,15 @@ def _drift(files: list[FileEntry]) -> list[dict[str, Any]]:
     return drift
 
 
-def _field_table(files: list[FileEntry]) -> list[dict[str, Any]]:
-    """Per canonical field, the status most files have, and the files that differ."""
+def _field_table(files: list[FileEntry], layout: str | None) -> list[dict[str, Any]]:
+    """Per canonical field of the files of ``layout``, the status most files have, and the files that differ.
+
+    The statuses follow from the layout and the branch names alone, so files whose events
+    could not be read count too.
+    """
     per_field: dict[tuple[str, str], list[tuple[str, Any]]] = defaultdict(list)
     for entry in files:
-        if not entry.readable or entry.choice is None:
+        if entry.choice is None or entry.choice.layout.name != layout:
             continue
         for status in entry.field_statuses:
             per_field[(status.collection, status.field)].append((str(entry.path), status))
@@ -259,7 +311,9 @@ def finish_report(
     for entry in dataset.files:
         if not entry.readable:
             unreadable.append({"file": str(entry.path), "branch": None, "reason": entry.error, "route": ""})
-        unreadable.extend(entry.unreadable)
+        still_unreadable, readable_notes = _rejudge_edm_branches(entry)
+        unreadable.extend(still_unreadable)
+        notes.extend(readable_notes)
         for tree in entry.trees:
             if tree.entries == 0:
                 notes.append(f"{entry.path}: {tree.kind} {tree.path} has zero entries")
@@ -280,8 +334,11 @@ def finish_report(
         unreadable.append({"file": error["file"], "branch": None, "reason": error["reason"], "route": ""})
         by_path[error["file"]].error = error["reason"]
 
+    if readable and totals.n_events == 0:
+        notes.append(NO_EVENTS_NOTE)
+
     raw_quality = _raw_branch_quality(dataset) if dataset.layout is None else []
-    verdict = _verdict(dataset, verdict_sets, totals.selected, readable)
+    verdict = _verdict(dataset, verdict_sets, totals, readable)
     data = {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "files": [_file_dict(e) for e in dataset.files]},
@@ -292,7 +349,7 @@ def finish_report(
             "source": dataset.layout.source if dataset.layout else None,
         },
         "n_events": totals.n_events,
-        "fields": _field_table(dataset.files),
+        "fields": _field_table(dataset.files, chosen),
         "quality": [q.to_dict() for q in totals.quality.values()],
         "raw_branch_quality": raw_quality,
         "consistency": [c.to_dict() for c in totals.cross.values()],
@@ -330,7 +387,7 @@ def _update_quality(quality: dict[tuple[str, str], FieldQuality], events: ak.Arr
             quality[key].update(events.met[name])
 
 
-def _verdict(dataset: Dataset, verdict_sets: list[FeatureSet], selected: Counter, readable: list[FileEntry]) -> list[dict[str, Any]]:
+def _verdict(dataset: Dataset, verdict_sets: list[FeatureSet], totals: ReportTotals, readable: list[FileEntry]) -> list[dict[str, Any]]:
     rows = []
     for fs in verdict_sets:
         label = _verdict_label(fs)
@@ -345,12 +402,15 @@ def _verdict(dataset: Dataset, verdict_sets: list[FeatureSet], selected: Counter
             if missing:
                 row["reason"] = f"{fs.collection} field(s) {', '.join(missing)} are neither stored nor derivable"
             else:
-                row["n_events"] = int(selected[label])
+                row["n_events"] = int(totals.selected[label])
                 row["trainable"] = row["n_events"] > 0
                 selection = f"{fs.n_objects} {fs.collection} with finite {', '.join(fs.fields)}"
                 if fs.opposite_charge:
                     selection += ", opposite charge"
-                row["reason"] = f"{row['n_events']:,} events pass the selection ({selection})"
+                if totals.n_events == 0:
+                    row["reason"] = f"no events were read, so none pass the selection ({selection})"
+                else:
+                    row["reason"] = f"{row['n_events']:,} events pass the selection ({selection})"
         rows.append(row)
     return rows
 

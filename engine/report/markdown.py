@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+NO_EVENTS = "No events were read, so nothing was counted."
 
-def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+
+def _table(headers: list[str], rows: list[list[Any]], empty: str = "(none)") -> list[str]:
     if not rows:
-        return ["(none)", ""]
+        return [empty, ""]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |")
@@ -21,6 +23,8 @@ def render_markdown(report: Any) -> str:
     lines = ["# Missing-field report", ""]
     layout = data["layout"]
     lines += [f"- Layout: **{layout['name'] or 'none'}**: {layout['reason']}", f"- Events read: {data['n_events']:,}", ""]
+    # The sections counted on the events state why they are empty when no event was read.
+    counted_empty = NO_EVENTS if data["n_events"] == 0 else "(none)"
 
     lines += ["## Files", ""]
     lines += _table(
@@ -38,18 +42,22 @@ def render_markdown(report: Any) -> str:
     lines += _table(
         ["collection", "field", "values", "null", "NaN", "inf", "sentinel", "out of range", "rule"],
         [[q["collection"], q["field"], q["n"], q["null"], q["nan"], q["inf"], q["sentinel"], q["out_of_range"], q["rule"]] for q in data["quality"]],
+        counted_empty,
     )
 
     lines += ["## Stored against derived", ""]
     lines += _table(
         ["check", "collection", "compared", "disagree", "tolerance"],
         [[c["check"], c["collection"], c["n_compared"], c["n_disagree"], c["tolerance"]] for c in data["consistency"]],
+        counted_empty,
     )
 
     duplicates = data["duplicates"]
 
     lines += ["## Duplicate events", ""]
-    if duplicates["checked"]:
+    if data["n_events"] == 0:
+        lines += [NO_EVENTS, ""]
+    elif duplicates["checked"]:
         lines += [f"{duplicates['n_duplicates']} rows repeat a (run, event) pair already seen, out of {duplicates['n_events_checked']:,}.", ""]
     else:
         lines += ["Not checked: the layout stores no run and event numbers.", ""]
@@ -58,6 +66,7 @@ def render_markdown(report: Any) -> str:
     lines += _table(
         ["collection", "events", "empty", "mean", "histogram"],
         [[name, m["events"], m["empty"], f"{m['mean']:.2f}", ", ".join(f"{k}:{v}" for k, v in m["histogram"].items())] for name, m in data["multiplicities"].items()],
+        counted_empty,
     )
 
     lines += ["## Unreadable", ""]
