@@ -281,3 +281,11 @@ def test_drift_lists_shortened_in_terminal(cms_data: Path) -> None:
     drift = done.stdout[done.stdout.index("Drift:") :]
     assert " more" in drift
     assert "CorrT1METJet_rawPt" not in drift
+
+
+def test_cli_says_no_values_checked(tmp_path: Path, cms_data: Path) -> None:
+    dataset = make_damaged_dataset(tmp_path / "damaged", cms_data / "uproot-Zmumu.root")
+    result = run_cli("report", str(dataset))
+
+    assert "No events were read, so no values were checked." in result.stdout
+    assert "No null, NaN" not in result.stdout

@@ -151,7 +151,12 @@ def print_report(data: dict[str, Any]) -> None:
         quality.add_column(column)
     for q in bad:
         quality.add_row(q["collection"], q["field"], f"{q['n']:,}", str(q["null"]), str(q["nan"]), str(q["inf"]), str(q["sentinel"]), f"{q['out_of_range']} ({q['rule']})" if q["out_of_range"] else "0")
-    console.print(quality if bad else "[green]No null, NaN, infinite, sentinel or out-of-range values in the canonical fields.[/]")
+    if bad:
+        console.print(quality)
+    elif not data["n_events"]:
+        console.print("[yellow]No events were read, so no values were checked.[/]")
+    else:
+        console.print("[green]No null, NaN, infinite, sentinel or out-of-range values in the canonical fields.[/]")
 
     if data["consistency"]:
         checks = Table(title="Stored against derived")
