@@ -155,4 +155,4 @@ async def test_smoothing_and_log_keys(tmp_path: Path) -> None:
         panel = monitor.query_one("#loss-panel", LossPanel)
         assert panel.smooth
         assert panel.logy
-        assert "(smoothed)" in panel.render_text(50, 12).plain
+        assert "(smoothed, log y)" in panel.render_text(50, 12).plain

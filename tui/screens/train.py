@@ -1,5 +1,9 @@
 """The Train screen: pick a config and the data, edit the main settings, start, stop and resume runs.
 
+The Data field shows the data paths of the chosen config, so the form shows what
+a new run reads. An edited Data field replaces the config's paths. Attaching to
+a run fills the form with that run's config and data.
+
 A run is a detached process (``python -m cmsgen.tui train ...`` in a new
 session), so closing the app or losing the SSH connection does not stop it. The
 screen communicates with the run only through its directory (``status.json``,
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -28,14 +33,19 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select
 
+from cmsgen.engine.errors import EXIT_INTERRUPTED
 from cmsgen.tui.widgets.metrics_tail import read_status
-from cmsgen.tui.widgets.run_monitor import RunMonitor, process_alive
+from cmsgen.tui.widgets.run_monitor import PROCESS_LOG, RUN_CONFIG, RunMonitor, message_for_app, process_alive
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# Output of the training process, in its run directory.
-PROCESS_LOG = "train-process.log"
+# Texts of the label after the Data field.
+DATA_FROM_CONFIG = "from config"
+DATA_EDITED = "edited"
+DATA_CONFIG_INVALID = "invalid config"
+# The timestamp that the Train screen appends to a run name, with an optional "-N" counter.
+RUN_NAME_SUFFIX = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
 # The config as edited in the form, written into the new run directory before the
 # trainer starts; the trainer accepts a named directory that has no status.json yet.
 REQUESTED_CONFIG = "requested-config.toml"
@@ -92,6 +102,44 @@ def parse_optional(text: str, kind: type, field: str, minimum: float) -> Any:
     return value
 
 
+def read_config_data(config: Path) -> tuple[str, ...]:
+    """Return the data paths of a config file, resolved as the trainer resolves them.
+
+    Raises ``ConfigError`` (from the engine) for a missing or invalid config.
+    """
+    from cmsgen.engine.training.config import load_config
+
+    return tuple(load_config(config).data.paths)
+
+
+def run_name_stem(config: Path) -> str:
+    """Return the start of a new run's name: the config's file name, or for a run's ``config.toml``, that run's name.
+
+    A timestamp that the Train screen appended to the run's name is dropped, so
+    names do not grow with each run trained from another run's config.
+    """
+    if config.name == RUN_CONFIG and (config.parent / "status.json").is_file():
+        return RUN_NAME_SUFFIX.sub("", config.parent.name) or config.parent.name
+    return config.stem
+
+
+def process_output(path: Path, max_lines: int = 6) -> str:
+    """Return the last ``max_lines`` output lines of the latest process in a process log.
+
+    ``launch_training`` writes a ``$ COMMAND`` line before each process's output,
+    and that line and the lines before it are left out. An unreadable file gives "".
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = text.splitlines()
+    starts = [index for index, line in enumerate(lines) if line.startswith("$ ")]
+    if starts:
+        lines = lines[starts[-1] + 1 :]
+    return "\n".join([line for line in lines if line.strip()][-max_lines:])
+
+
 def unique_run_name(runs_dir: Path, stem: str) -> str:
     """Return ``stem``, or ``stem-2``, ``stem-3`` and so on when that name already exists in ``runs_dir``."""
     name = stem
@@ -141,15 +189,6 @@ def launch_training(arguments: list[str], output_path: Path) -> subprocess.Popen
     return process
 
 
-def tail_text(path: Path, lines: int = 6) -> str:
-    """Return the last ``lines`` lines of a text file, or an empty string when it cannot be read."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 class TrainScreen(Screen[None]):
     """Screen that starts training runs and shows their losses, throughput, ETA and physics metric live."""
 
@@ -173,10 +212,17 @@ class TrainScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.process: subprocess.Popen[bytes] | None = None
+        # The run directory and output file of ``process``.
+        self.process_run: Path | None = None
         self.process_output: Path | None = None
         self.smooth = False
         self.logy = False
         self._reported_exit = False
+        # The config whose data the Data field shows, and that data as the field shows it.
+        # The text is None when no valid config is chosen.
+        self._shown_config: Path | None = None
+        self._config_data_text: str | None = None
+        self._config_invalid = False
 
     def compose(self) -> ComposeResult:
         configs = find_sample_configs()
@@ -195,12 +241,8 @@ class TrainScreen(Screen[None]):
                 yield Input(placeholder="or a config path", compact=True, id="train-config-path")
             with Horizontal(classes="form-row"):
                 yield Label("Data", classes="form-label")
-                yield Input(
-                    shlex.join(str(path) for path in self.app.dataset_paths),  # type: ignore[attr-defined]
-                    placeholder="data paths (empty: the config's)",
-                    compact=True,
-                    id="train-data",
-                )
+                yield Input(placeholder="the config's data paths", compact=True, id="train-data")
+                yield Label("", classes="form-label-short", id="train-data-source")
             with Horizontal(classes="form-row"):
                 yield Label("Epochs", classes="form-label")
                 yield Input(placeholder="config", compact=True, id="train-epochs", classes="number")
@@ -215,12 +257,14 @@ class TrainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._check_process)
+        self.show_config_data()
 
     def on_screen_resume(self) -> None:
         current = getattr(self.app, "current_run", None)
         monitor = self.query_one(RunMonitor)
         if current is not None and monitor.run_dir != current:
             monitor.attach(current)
+            self.show_run_config(current)
 
     def use_run(self, run_dir: Path) -> None:
         """Attach the monitor to ``run_dir`` (a run started here, headless, or before the app opened)."""
@@ -243,40 +287,129 @@ class TrainScreen(Screen[None]):
         self.query_one(RunMonitor).set_log_scale(self.logy)
         self.notify(f"Log scale {'on' if self.logy else 'off'}", timeout=2)
 
+    # ----------------------------------------------------------------- the form
+
+    def chosen_config(self) -> Path | None:
+        """Return the typed config path, else the chosen sample config, else None."""
+        typed = self.query_one("#train-config-path", Input).value.strip()
+        if typed:
+            return Path(typed).expanduser()
+        chosen = self.query_one("#train-config-choice", Select).value
+        if chosen is Select.NULL:
+            return None
+        return Path(str(chosen))
+
+    def show_config_data(self) -> None:
+        """Fill the Data field with the data paths of the chosen config, read with the engine's config loader.
+
+        An invalid config empties the field and shows its error once.
+        """
+        from cmsgen.engine.errors import CmsgenError
+
+        config = self.chosen_config()
+        if config == self._shown_config:
+            return
+        self._shown_config = config
+        self._config_data_text = None
+        self._config_invalid = False
+        data = self.query_one("#train-data", Input)
+        if config is None or not config.is_file():
+            data.value = ""
+            self._update_data_source()
+            return
+        try:
+            paths = read_config_data(config)
+        except CmsgenError as error:
+            log.warning("invalid training config %s: %s", config, error.message)
+            self._config_invalid = True
+            data.value = ""
+            self._update_data_source()
+            self.notify(f"Config {config} is invalid: {error.message}", title="Invalid config", severity="error", timeout=10)
+            return
+        self._config_data_text = shlex.join(paths)
+        data.value = self._config_data_text
+        data.cursor_position = 0
+        self._update_data_source()
+
+    def show_run_config(self, run_dir: Path) -> None:
+        """Fill the Config and Data fields with the config of ``run_dir``, when it has one."""
+        config = run_dir / RUN_CONFIG
+        if not config.is_file():
+            return
+        self.query_one("#train-config-choice", Select).clear()
+        self.query_one("#train-config-path", Input).value = str(config)
+        self.show_config_data()
+
+    def data_is_from_config(self) -> bool:
+        """Return whether the Data field means the config's own data, because it is empty or unedited."""
+        text = self.query_one("#train-data", Input).value
+        return not text.strip() or text == self._config_data_text
+
+    def _update_data_source(self) -> None:
+        if self._config_invalid:
+            source = DATA_CONFIG_INVALID
+        elif self._shown_config is None or not self._shown_config.is_file():
+            source = ""
+        elif self.data_is_from_config():
+            source = DATA_FROM_CONFIG
+        else:
+            source = DATA_EDITED
+        self.query_one("#train-data-source", Label).update(source)
+
     @on(Select.Changed, "#train-config-choice")
     def _config_chosen(self, event: Select.Changed) -> None:
-        if event.value is not Select.NULL:
-            self.query_one("#train-config-path", Input).value = ""
+        # The Select posts Changed for its initial value when it mounts, which can arrive after
+        # show_run_config has cleared it, so the current value counts, not the event's.
+        if event.value is Select.NULL or event.value != event.select.value:
+            return
+        path_input = self.query_one("#train-config-path", Input)
+        if path_input.value:
+            path_input.value = ""  # its Changed handler shows the chosen config's data
+        else:
+            self.show_config_data()
+
+    @on(Input.Changed, "#train-config-path")
+    def _config_typed(self) -> None:
+        self.show_config_data()
+
+    @on(Input.Changed, "#train-data")
+    def _data_edited(self) -> None:
+        self._update_data_source()
 
     def read_settings(self) -> TrainSettings:
         """Return the validated form values, or raise ``SettingsError`` naming the invalid field."""
-        typed = self.query_one("#train-config-path", Input).value.strip()
-        chosen = self.query_one("#train-config-choice", Select).value
-        if typed:
-            config = Path(typed).expanduser()
-        elif chosen is not Select.NULL:
-            config = Path(str(chosen))
-        else:
+        config = self.chosen_config()
+        if config is None:
             raise SettingsError("no config chosen. Pick a sample config or type the path of a TOML config.")
         if not config.is_file():
             raise SettingsError(f"config file {config} not found. Type the path of an existing TOML config.")
-        try:
-            data = tuple(shlex.split(self.query_one("#train-data", Input).value))
-        except ValueError as error:
-            raise SettingsError(f"the data paths cannot be split ({error}). Quote paths that contain spaces.") from None
-        for path in data:
-            if not Path(path).expanduser().exists():
-                raise SettingsError(f"data path {path} not found. Type existing files or directories, or leave the field empty.")
+        data: tuple[str, ...] = ()
+        if not self.data_is_from_config():
+            try:
+                data = tuple(shlex.split(self.query_one("#train-data", Input).value))
+            except ValueError as error:
+                raise SettingsError(f"the data paths cannot be split ({error}). Quote paths that contain spaces.") from None
+            for path in data:
+                if not Path(path).expanduser().exists():
+                    raise SettingsError(
+                        f"data path {path} not found. Type existing files or directories, or empty the field to use the config's data."
+                    )
         device = self.query_one("#train-device", Select).value
         return TrainSettings(
             config=config,
             data=data,
-            epochs=parse_optional(self.query_one("#train-epochs", Input).value, int, "epochs", 1),
+            epochs=self.read_epochs(),
             batch_size=parse_optional(self.query_one("#train-batch", Input).value, int, "batch size", 1),
             lr=parse_optional(self.query_one("#train-lr", Input).value, float, "learning rate", 0.0),
             device=None if device in (Select.NULL, "auto") else str(device),
-            name=unique_run_name(self.app.runs_dir, f"{config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"),  # type: ignore[attr-defined]
+            name=unique_run_name(self.app.runs_dir, f"{run_name_stem(config)}-{time.strftime('%Y%m%d-%H%M%S')}"),  # type: ignore[attr-defined]
         )
+
+    def read_epochs(self) -> int | None:
+        """Return the Epochs field as an int, or None when empty. Raise ``SettingsError`` when invalid."""
+        return parse_optional(self.query_one("#train-epochs", Input).value, int, "epochs", 1)
+
+    # ----------------------------------------------------------------- start, stop and resume
 
     def action_start(self) -> None:
         from cmsgen.engine.errors import CmsgenError
@@ -301,14 +434,16 @@ class TrainScreen(Screen[None]):
             log.warning("cannot write into %s", run_dir, exc_info=True)
             self.app.show_error("Cannot create the run", f"Cannot write into {run_dir}: {error.strerror}.")  # type: ignore[attr-defined]
             return
-        self.process_output = run_dir / PROCESS_LOG
-        self.process = launch_training(
-            [str(config_path), "--run-dir", str(runs_dir), "--name", settings.name], self.process_output
-        )
-        self._reported_exit = False
+        self._launch(run_dir, [str(config_path), "--run-dir", str(runs_dir), "--name", settings.name])
         self.set_focus(None)
+        self.notify(f"Started run {settings.name} (process {self.process.pid}).", title="Training")  # type: ignore[union-attr]
+
+    def _launch(self, run_dir: Path, arguments: list[str]) -> None:
+        self.process_run = run_dir
+        self.process_output = run_dir / PROCESS_LOG
+        self.process = launch_training(arguments, self.process_output)
+        self._reported_exit = False
         self.use_run(run_dir)
-        self.notify(f"Started run {settings.name} (process {self.process.pid}).", title="Training")
 
     def _run_dir(self) -> Path | None:
         return self.query_one(RunMonitor).run_dir
@@ -321,7 +456,7 @@ class TrainScreen(Screen[None]):
         status = read_status(run_dir) or {}
         pid = status.get("pid")
         if status.get("state") != "running" or not process_alive(pid):
-            if self.process is not None and self.process.poll() is None:
+            if self.process is not None and self.process.poll() is None and self.process_run == run_dir:
                 pid = self.process.pid
             else:
                 self.notify(f"Run {run_dir.name} is not running (state {status.get('state', 'unknown')}).", severity="warning")
@@ -335,49 +470,81 @@ class TrainScreen(Screen[None]):
         self.notify(f"Stopping run {run_dir.name}: it saves a checkpoint first.", title="Training")
 
     def action_resume(self) -> None:
+        """Continue the attached run from its last checkpoint, up to the Epochs field's total when it is set."""
         run_dir = self._run_dir()
         if run_dir is None:
             self.notify("No run attached: pick a stopped run on the Runs screen, then press r.", severity="warning")
+            return
+        if self.process is not None and self.process.poll() is None:
+            self.notify("A run started here is still running. Stop it (x) before you resume another.", severity="warning")
             return
         status = read_status(run_dir) or {}
         if status.get("state") == "running" and process_alive(status.get("pid")):
             self.notify(f"Run {run_dir.name} is still running.", severity="warning")
             return
-        config = run_dir / "config.toml"
+        config = run_dir / RUN_CONFIG
         if not config.is_file():
             self.app.show_error("Cannot resume", f"{config} not found: the run never started, so start a new one.")  # type: ignore[attr-defined]
             return
-        self.process_output = run_dir / PROCESS_LOG
-        self.process = launch_training(["--resume", str(run_dir)], self.process_output)
-        self._reported_exit = False
-        self.use_run(run_dir)
-        self.notify(f"Resuming run {run_dir.name} (process {self.process.pid}).", title="Training")
+        try:
+            epochs = self.read_epochs()
+        except SettingsError as error:
+            self.notify(str(error), title="Invalid setting", severity="error", timeout=8)
+            return
+        trained = status.get("epoch")
+        if isinstance(trained, int) and (
+            (epochs is not None and epochs <= trained) or (epochs is None and status.get("state") == "finished")
+        ):
+            self.notify(
+                f"Run {run_dir.name} already trained {trained} epochs: set Epochs above {trained} to train further.",
+                title="Cannot resume", severity="warning", timeout=8,
+            )
+            return
+        arguments = ["--resume", str(run_dir)]
+        if epochs is not None:
+            arguments += ["--epochs", str(epochs)]
+        self._launch(run_dir, arguments)
+        self.notify(f"Resuming run {run_dir.name} (process {self.process.pid}).", title="Training")  # type: ignore[union-attr]
 
     def _check_process(self) -> None:
-        """Show an error when a process started here exits with a nonzero code and no "finished" or "stopped" state."""
+        """Show an error when a process started here exits with an error.
+
+        Exit code 0 (finished) and EXIT_INTERRUPTED with the state "stopped" are the normal ends.
+        Any other code is an error, whatever state the run had before the process started.
+        """
         if self.process is None or self._reported_exit:
             return
         code = self.process.poll()
         if code is None:
             return
         self._reported_exit = True
-        run_dir = self._run_dir()
-        status = read_status(run_dir) if run_dir else None
+        status = read_status(self.process_run) if self.process_run else None
         state = (status or {}).get("state")
-        if code == 0 or state in ("finished", "stopped"):
+        if code == 0 or (code == EXIT_INTERRUPTED and state == "stopped"):
             return
-        detail = tail_text(self.process_output) if self.process_output else ""
-        log.error("training process %d exited with code %d (state %s), output:\n%s", self.process.pid, code, state, detail)
-        self.app.show_error(  # type: ignore[attr-defined]
-            "Training failed",
-            f"The training process exited with code {code} (state {state or 'never written'}).\n{detail}",
-        )
+        output = process_output(self.process_output) if self.process_output else ""
+        log.error("training process %d exited with code %d (state %s), output:\n%s", self.process.pid, code, state, output)
+        run_name = self.process_run.name if self.process_run else "?"
+        lines = [f"The training process of run {run_name} exited with code {code}."]
+        if output:
+            lines.append(output)
+        if self.process_output:
+            lines.append(f"Process output: {self.process_output}")
+        self.app.show_error("Training failed", "\n".join(lines))  # type: ignore[attr-defined]
+
+    def _started_here(self, run_dir: Path) -> bool:
+        """Return whether the latest process started from this screen trains ``run_dir``."""
+        return self.process is not None and self.process_run == run_dir
 
     def on_run_monitor_state_changed(self, message: RunMonitor.StateChanged) -> None:
+        name = message.run_dir.name
         if message.state == "finished":
-            self.notify(f"Run {message.run_dir.name} finished.", title="Training")
-        elif message.state in ("failed", "crashed") and not self._reported_exit:
+            self.notify(f"Run {name} finished.", title="Training")
+        elif message.state == "stopped":
+            self.notify(f"Run {name} stopped: press r to resume.", title="Training")
+        elif message.state in ("failed", "crashed") and not self._started_here(message.run_dir):
+            # A process started here gets the error modal with its output from _check_process instead.
             self.notify(
-                f"Run {message.run_dir.name} {message.state}: {message.status.get('message', '')}",
+                f"Run {name} {message.state}: {message_for_app(message.status)}",
                 title="Training", severity="error", timeout=10,
             )

@@ -3,7 +3,7 @@
 ``MetricHistory`` stores the rows of ``metrics.jsonl`` as growing numpy arrays.
 ``LossPanel`` draws a chosen set of its metrics at a bounded rate, thinned to
 the number of points the terminal can show. Smoothing and a logarithmic y axis
-are toggled by keys.
+are toggled by keys, and the panel title names the ones that are on.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from cmsgen.tui import plots
 from cmsgen.tui.widgets.plot_view import Series, draw_lines
 
 # Keys of a metrics row that are not losses: bookkeeping, throughput and the physics metric.
+# The trainer writes them for every model family. A model's own non-loss values are the
+# hyperparameters it logs (see ``MetricHistory.settings``).
 NON_LOSS_KEYS = frozenset(
     {"step", "epoch", "time", "lr", "events_per_second", "grad_norm", "w1_mass", "best_w1_mass"}
 )
@@ -57,6 +59,10 @@ class MetricHistory:
         self._values: dict[str, _GrowingArray] = {}
         self.version = 0
         self.last_row: dict[str, Any] = {}
+        # Hyperparameter names of the run's model (the keys of its config's [model] table). A
+        # logged value with such a name is the setting used at that step, such as the VAE's
+        # KL weight ``beta`` during its warm-up, not a loss.
+        self.settings: frozenset[str] = frozenset()
 
     def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Append the numeric values of ``rows``; return how many rows were added."""
@@ -84,8 +90,19 @@ class MetricHistory:
         return list(self._values)
 
     def loss_names(self) -> list[str]:
-        """Return the names of the losses, that is of every numeric key not in ``NON_LOSS_KEYS``."""
-        return [name for name in self._values if name not in NON_LOSS_KEYS]
+        """Return the names of the losses: every numeric key not in ``NON_LOSS_KEYS`` nor in ``settings``."""
+        return [name for name in self._values if name not in NON_LOSS_KEYS and name not in self.settings]
+
+    def setting_names(self) -> list[str]:
+        """Return the names of the logged hyperparameters (see ``settings``)."""
+        return [name for name in self._values if name in self.settings]
+
+    def set_settings(self, names: Iterable[str]) -> None:
+        """Set the hyperparameter names of the run's model, which leaves them out of ``loss_names``."""
+        settings = frozenset(names)
+        if settings != self.settings:
+            self.settings = settings
+            self.version += 1
 
     def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Return (steps, values) of one metric; empty arrays when it was never logged."""
@@ -194,6 +211,14 @@ class LossPanel(Widget):
         index = int(np.argmin(np.where(finite, values, np.inf)))
         return float(steps[index]), float(values[index])
 
+    def panel_title(self, best: tuple[float, float] | None = None) -> str:
+        """Return the title with the display modes that are on, such as ``Losses (smoothed, log y)``."""
+        modes = [mode for mode, on in (("smoothed", self.smooth), ("log y", self.logy)) if on]
+        title = f"{self.title} ({', '.join(modes)})" if modes else self.title
+        if best is not None:
+            title += f"  best {best[1]:.4g} @ step {best[0]:.0f}"
+        return title
+
     def render_text(self, width: int, height: int) -> Text:
         """Draw the panel into a ``width`` x ``height`` cell box."""
         names = self.plotted_names()
@@ -201,16 +226,17 @@ class LossPanel(Widget):
         series: Series = prepare_series(self.history, names, self.smooth, max_points=max(2 * width, 2))
         if not any(steps.size for steps, _ in series.values()):
             return Text(f"{self.title}: waiting for the first logged step…")
-        title = self.title + (" (smoothed)" if self.smooth else "")
         best = self.best_point()
-        if best is not None:
-            title += f"  best {best[1]:.4g} @ step {best[0]:.0f}"
-        return plots.to_rich_text(draw_lines(series, width, height, title, logy=self.logy, marker=best))
+        # The title gets its own line because the plot's first line is the colour key, and
+        # a long key would cut the title there, with the modes that the keys m and y toggle.
+        title = Text(self.panel_title(best)[:width], style="bold")
+        plot = draw_lines(series, width, height - 1, "", logy=self.logy, marker=best)
+        return Text("\n").join([title, plots.to_rich_text(plot)])
 
     def render(self) -> Text:
         width, height = self.content_size.width, self.content_size.height
         self._drawn_version = self.history.version
-        if width < plots.MIN_WIDTH or height < plots.MIN_HEIGHT:
+        if width < plots.MIN_WIDTH or height < plots.MIN_HEIGHT + 1:
             return Text(self.title)
         key = (self.history.version, width, height, self.smooth, self.logy)
         if self._cached is None or self._cached[0] != key:
