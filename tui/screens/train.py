@@ -201,6 +201,7 @@ class TrainScreen(Screen[None]):
         Binding("r", "resume", "Resume"),
         Binding("m", "toggle_smoothing", "Smooth"),
         Binding("y", "toggle_log_scale", "Log y"),
+        # The underlined letter of each field's label shows these keys.
         Binding("c", "focus_field('train-config-path')", "Config path", show=False),
         Binding("d", "focus_field('train-data')", "Data paths", show=False),
         Binding("e", "focus_field('train-epochs')", "Epochs", show=False),
@@ -229,7 +230,7 @@ class TrainScreen(Screen[None]):
         yield Header()
         with Vertical(id="train-form"):
             with Horizontal(classes="form-row"):
-                yield Label("Config", classes="form-label")
+                yield Label("[u]C[/u]onfig", classes="form-label")
                 yield Select(
                     [(path.name, str(path)) for path in configs],
                     prompt="sample config",
@@ -240,15 +241,15 @@ class TrainScreen(Screen[None]):
                 )
                 yield Input(placeholder="or a config path", compact=True, id="train-config-path")
             with Horizontal(classes="form-row"):
-                yield Label("Data", classes="form-label")
+                yield Label("[u]D[/u]ata", classes="form-label")
                 yield Input(placeholder="the config's data paths", compact=True, id="train-data")
                 yield Label("", classes="form-label-short", id="train-data-source")
             with Horizontal(classes="form-row"):
-                yield Label("Epochs", classes="form-label")
+                yield Label("[u]E[/u]pochs", classes="form-label")
                 yield Input(placeholder="config", compact=True, id="train-epochs", classes="number")
-                yield Label("Batch", classes="form-label-short")
+                yield Label("[u]B[/u]atch", classes="form-label-short")
                 yield Input(placeholder="config", compact=True, id="train-batch", classes="number")
-                yield Label("LR", classes="form-label-short")
+                yield Label("[u]L[/u]R", classes="form-label-short")
                 yield Input(placeholder="config", compact=True, id="train-lr", classes="number")
                 yield Label("Device", classes="form-label-short")
                 yield Select([(device, device) for device in DEVICES], value="auto", allow_blank=False, compact=True, id="train-device")

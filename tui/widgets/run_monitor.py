@@ -239,7 +239,11 @@ class RunMonitor(Vertical):
         self._state: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("No run attached. Start one, or pick one on the Runs screen (4).", id="run-status")
+        yield Static(
+            "No run attached. Fill the form (the underlined letters jump to a field) and press s, "
+            "or pick a run on the Runs screen (4).",
+            id="run-status",
+        )
         with Horizontal():
             yield LossPanel("Losses", self.history, id="loss-panel")
             yield LossPanel("w1_mass", self.history, metrics=("w1_mass",), mark_best=True, id="metric-panel")
