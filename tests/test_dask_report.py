@@ -282,8 +282,9 @@ def test_sigterm_while_connecting_stops_train(broken_sample: dict[str, Path], tm
     assert process.returncode == 130
     assert "Traceback" not in stderr
     status = json.loads(status_path.read_text())
-    assert status["state"] == "stopped"
-    assert status["message"] == "interrupted before training started"
+    # No checkpoint exists yet, so the run cannot be resumed and does not look resumable.
+    assert status["state"] == "failed"
+    assert status["message"].startswith("interrupted before training started")
 
 
 

@@ -127,10 +127,10 @@ def test_train_bad_config_value_exit_5(tmp_path: Path, cms_data: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
-def test_train_missing_config_exit_5(tmp_path: Path) -> None:
+def test_train_missing_config_exit_3(tmp_path: Path) -> None:
     done = cli("train", tmp_path / "absent.toml", cwd=tmp_path)
 
-    assert done.returncode == 5
+    assert done.returncode == 3
     assert "absent.toml not found" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -202,6 +202,7 @@ def test_runs_table_and_missing_dir(trained: Path) -> None:
 
 
 def test_generate_root_nanoaod(trained: Path) -> None:
+    (trained / "out").mkdir(exist_ok=True)
     done = cli("generate", "runs/tiny", "-n", "500", "-o", "out/events.root", "--seed", "2", cwd=trained)
 
     assert done.returncode == 0, done.stderr
@@ -234,6 +235,11 @@ def test_generate_default_path_and_overwrite(trained: Path) -> None:
         (["generate", "runs/tiny", "-n", "10", "-o", "x.txt"], 5, "expected .root, .parquet or .csv"),
         (["generate", "runs/tiny", "-n", "0", "-o", "x.root"], 5, "-n 0 is invalid"),
         (["generate", "runs/tiny", "--checkpoint", "first", "-o", "x.root"], 5, "--checkpoint 'first' is invalid"),
+        (
+            ["generate", "runs/tiny", "-n", "10", "-o", "missing/dir/z.root"],
+            3,
+            "folder missing/dir of the output file does not exist. Create it first",
+        ),
     ],
 )
 def test_generate_bad_input(
@@ -276,3 +282,165 @@ def test_train_nan_loss_exit_6(tmp_path: Path, cms_data: Path, monkeypatch: pyte
     assert "nll = nan at step 4 is not finite" in done.stderr
     assert "Traceback" not in done.stderr
     assert RunDirectory(tmp_path / "runs" / "nan").status()["state"] == "failed"
+
+
+def test_train_progress_counts_epochs_from_one(trained: Path) -> None:
+    lines = (trained / "train.stdout").read_text(encoding="utf-8").splitlines()
+    step_lines = [line for line in lines if line.startswith("step ")]
+
+    epochs = [int(line.split("  epoch ")[1].split("/")[0]) for line in step_lines]
+    assert epochs[0] == 1
+    assert epochs[-1] == 2
+    assert "finished 2 epochs" in "\n".join(lines)
+
+
+def test_generate_best_fallback_warns(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(trained / "runs" / "tiny", copy)
+    (copy / "checkpoints" / "best.pt").unlink()
+
+    done = cli("generate", copy, "-n", "10", "-o", tmp_path / "events.csv", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert f"Warning: run {copy} has no best checkpoint, so the last checkpoint is used." in done.stderr
+    assert (tmp_path / "events.csv").is_file()
+
+
+def test_train_binary_config_exit_5(tmp_path: Path, cms_data: Path) -> None:
+    done = cli("train", cms_data / "uproot-Zmumu.root", cwd=tmp_path)
+
+    assert done.returncode == 5
+    assert "is not a TOML text file (it looks like a ROOT file)" in done.stderr
+    assert "the data with --data" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_unavailable_device_names_option(tmp_path: Path, cms_data: Path) -> None:
+    config = write_flow_config(tmp_path, cms_data / RNTUPLE_2012, epochs=1)
+
+    done = cli("train", config, "--device", "cuda", "--run-dir", "runs", cwd=tmp_path)
+
+    assert done.returncode == 5
+    assert done.stderr.strip() == "Error: --device 'cuda' is invalid: no CUDA device is available. Use 'auto' or 'cpu'."
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_interrupted_during_setup(tmp_path: Path, cms_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process, so that Ctrl-C can arrive at a known point: while the features are read.
+    from typer.testing import CliRunner
+
+    from cmsgen.tui.cli import app
+    from cmsgen.tui.commands import train as train_module
+
+    def interrupt_while_reading(self: object, progress: object) -> None:
+        if getattr(progress, "kind", "") == "load":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.PlainReporter, "__call__", interrupt_while_reading)
+    config = write_flow_config(tmp_path, cms_data / RNTUPLE_2012, epochs=1)
+    monkeypatch.chdir(tmp_path)
+
+    done = CliRunner().invoke(app, ["train", str(config), "--name", "early"])
+    resumed = CliRunner().invoke(app, ["train", "--resume", "early"])
+
+    assert done.exit_code == 130
+    assert done.stderr.strip() == (
+        "Error: interrupted before training started, so the run has no checkpoint to resume. "
+        "Start a new run with the same config."
+    )
+    assert RunDirectory(tmp_path / "runs" / "early").status()["state"] == "failed"
+    assert resumed.exit_code == 5
+    assert "has no checkpoint, because it ended before training started" in resumed.stderr
+
+
+def test_train_layout_file_and_glob(tmp_path: Path, cms_data: Path) -> None:
+    # A copy of the 2011 CSV whose columns no built-in layout maps, and a layout file that maps them.
+    lines = (cms_data / "Zmumu_Run2011A.csv").read_text(encoding="utf-8").splitlines()[:2001]
+    lines[0] = "r,e,pt_1,eta_1,phi_1,q_1,dxy_1,iso_1,pt_2,eta_2,phi_2,q_2,dxy_2,iso_2"
+    (tmp_path / "renamed-a.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    layout = tmp_path / "renamed.toml"
+    layout.write_text(
+        'name = "renamed-pairs"\npriority = 20\n[detect]\nrequired = ["pt_1", "eta_1", "phi_1", "q_1", "pt_2"]\n'
+        '[event]\nrun = "r"\nevent = "e"\n[collections.muons]\nkind = "flat"\nindices = [1, 2]\nspecies = "muon"\n'
+        '[collections.muons.fields]\npt = "pt_{i}"\neta = "eta_{i}"\nphi = "phi_{i}"\ncharge = "q_{i}"\n',
+        encoding="utf-8",
+    )
+    config = write_flow_config(tmp_path, tmp_path / "renamed-*.csv", epochs=1)
+
+    without = cli("train", config, "--run-dir", "runs", "--name", "without", cwd=tmp_path)
+    done = cli("train", config, "--layout-file", layout, "--run-dir", "runs", "--name", "with", cwd=tmp_path)
+
+    assert without.returncode == 4
+    assert "--layout-file FILE" in without.stderr
+    assert done.returncode == 0, done.stderr
+    assert "finished 1 epoch (" in done.stdout
+    data = RunDirectory(tmp_path / "runs" / "with").config()["data"]
+    assert data["paths"] == [str(tmp_path / "renamed-a.csv")]
+    assert data["layout_file"] == [str(layout)]
+
+
+def test_runs_table_keeps_names_whole(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cmsgen.tui.cli import app
+
+    long_name = "flow-dimuon-with-a-name-longer-than-a-terminal-line-20240131-142501"
+    (tmp_path / long_name).mkdir()
+    status = {
+        "state": "finished",
+        "model": "flow",
+        "feature_set": "dimuon",
+        "progress": 1.0,
+        "step": 62,
+        "total_steps": 62,
+        "message": "finished 2 epochs (62 steps), with a message long enough to wrap an 80-column terminal",
+    }
+    (tmp_path / long_name / "status.json").write_text(json.dumps(status), encoding="utf-8")
+    (tmp_path / "no-status").mkdir()
+    (tmp_path / "no-status" / "config.toml").write_text("", encoding="utf-8")
+
+    done = CliRunner().invoke(app, ["runs", str(tmp_path)])
+
+    assert done.exit_code == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3
+    assert any(line.startswith(long_name + " ") and line.endswith("80-column terminal") for line in lines)
+    no_status = next(line for line in lines if line.startswith("no-status "))
+    assert "None" not in no_status
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_format_losses_gan_shows_critic_loss_once() -> None:
+    from cmsgen.tui.commands.train import format_losses
+
+    text = format_losses({"loss": 9.276, "loss_critic": 9.276, "loss_generator": 2.5, "w1_mass": 11.1})
+
+    assert text == "loss_critic 9.276  loss_generator 2.5  w1_mass 11.1 GeV"
+    assert format_losses({"loss": 6.5, "kl": 1.0}) == "loss 6.5  kl 1"
+
+
+def test_progress_bar_keeps_step_count_at_80_columns() -> None:
+    import io
+
+    from rich.console import Console
+
+    from cmsgen.engine.training.trainer import Progress
+    from cmsgen.tui.commands.train import RichReporter
+
+    reporter = RichReporter(console=Console(file=io.StringIO(), width=80))
+    status = {"total_steps": 9999, "step": 0, "epoch": 0, "total_epochs": 30}
+    record = {"step": 9000, "epoch": 27, "loss": 7.408, "reconstruction": 6.584, "kl": 4.479, "w1_mass": 11.12}
+    reporter(Progress("start", {}, status))
+    reporter(Progress("step", record, status))
+    output = Console(file=io.StringIO(), width=80, color_system=None)
+    output.print(reporter.bar.make_tasks_table(reporter.bar.tasks))
+    reporter.close()
+
+    line = output.file.getvalue().splitlines()[0]
+    assert line.startswith("epoch 28/30 ")
+    assert " 9000/9999 " in line
+    assert "loss 7.408" in line
+    assert len(line) <= 80

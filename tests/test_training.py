@@ -7,6 +7,7 @@ steps at most). The module takes about two minutes on two CPU cores.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmsgen.engine.errors import ConfigError, NoEventsError, RunFailedError
+from cmsgen.engine.errors import ConfigError, DataNotFoundError, NoEventsError, RunFailedError
 from cmsgen.engine.features import load_features
 from cmsgen.engine.training import checkpoint as checkpoint_module
 from cmsgen.engine.training.config import dumps_toml, load_config, parse_config
@@ -81,6 +82,14 @@ def loss_series(run: RunDirectory, key: str = "loss") -> list[float]:
         ("data", "max_events", -1, "data.max_events = -1 is invalid"),
         ("data", "feature_set", "trimuon", "'trimuon' is unknown"),
         ("data", "dask", "host:8786", "data.dask = 'host:8786' is invalid"),
+        ("data", "layout_file", 3, "data.layout_file = 3 is invalid"),
+        ("data", "options", {"opposite_charge": "yes"}, "data.options.opposite_charge = 'yes' is invalid"),
+        ("model", "n_critics", 5, "model.n_critics is not a known key"),
+        ("model", "latent_dim", 0, "model.latent_dim = 0 is invalid: expected an integer >= 1"),
+        ("model", "ema_decay", 1.5, "model.ema_decay = 1.5 is invalid"),
+        ("model", "n_critic", True, "model.n_critic = True is invalid"),
+        ("validation", "pass_factr", 2.0, "'pass_factr' is unknown"),
+        ("validation", "bins", -3, "bins = -3 is invalid"),
     ],
 )
 def test_config_rejects_invalid_value(tmp_path: Path, section: str, key: str, value: Any, expected: str) -> None:
@@ -88,6 +97,7 @@ def test_config_rejects_invalid_value(tmp_path: Path, section: str, key: str, va
         "data": {"paths": ["events.root"]},
         "model": {"family": "gan"},
         "training": {"test_fraction": 0.5},
+        "validation": {},
     }
     table[section][key] = value
 
@@ -104,8 +114,9 @@ def test_config_rejects_unknown_section(tmp_path: Path) -> None:
 
 
 def test_config_missing_file_and_bad_toml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(DataNotFoundError, match="not found") as missing:
         load_config(tmp_path / "absent.toml")
+    assert missing.value.exit_code == 3
     broken = tmp_path / "broken.toml"
     broken.write_text("[training\nepochs = 3\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="is not valid TOML"):
@@ -127,10 +138,14 @@ def test_config_paths_relative_to_file(tmp_path: Path) -> None:
 def test_config_toml_round_trip(tmp_path: Path) -> None:
     config = parse_config(
         {
-            "data": {"paths": ["/x/a.root"], "options": {"opposite_charge": False, "min_pt": 5.0}},
+            "data": {
+                "paths": ['/x/a "quoted" name.root'],
+                "options": {"opposite_charge": False, "min_pt": 5.0},
+                "layout_file": "/x/layout.toml",
+            },
             "model": {"family": "gan", "generator_features": [8, 8], "mmd_weight": 0.5},
             "training": {"epochs": 3, "scheduler": "cosine"},
-            "validation": {"max_w1_mass": 1.5, "label": 'a "quoted" name'},
+            "validation": {"pass_factor": 1.5, "bins": 40},
         },
         base_dir=tmp_path,
     )
@@ -144,8 +159,49 @@ def test_config_overrides_validated(tmp_path: Path) -> None:
     config = parse_config({"data": {"paths": ["/a.root"]}, "model": {"family": "gan"}}, base_dir=tmp_path)
 
     assert config.with_overrides(epochs=7, device="cpu").training.epochs == 7
-    with pytest.raises(ConfigError, match="training.epochs = 0 is invalid"):
+    with pytest.raises(ConfigError, match="--epochs 0 is invalid"):
         config.with_overrides(epochs=0)
+    with pytest.raises(ConfigError, match="--device 'tpu' is invalid"):
+        config.with_overrides(device="tpu")
+
+
+def test_config_rejects_single_object_mass(tmp_path: Path) -> None:
+    table = {
+        "data": {"paths": ["/a.root"], "feature_set": "leading-objects", "options": {"collection": "photons", "n": 1}},
+        "model": {"family": "vae"},
+    }
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(table, base_dir=tmp_path)
+
+    assert caught.value.message.startswith("data.options.n = 1 is invalid: the w1_mass metric")
+    assert "Use n >= 2" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [(b"root\x00\x00\xf4\x43\x00\x00\x00\x64", "(it looks like a ROOT file)"), (b"PAR1\x15\x04\xff\xfe", "(it looks like a Parquet file)")],
+)
+def test_config_binary_file_rejected(tmp_path: Path, content: bytes, kind: str) -> None:
+    path = tmp_path / "events.root"
+    path.write_bytes(content)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert f"config file {path} is not a TOML text file {kind}" in caught.value.message
+    assert "the data with --data" in caught.value.message
+    assert caught.value.exit_code == 5
+
+
+def test_config_layout_file_resolved(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[data]\npaths = ["e.csv"]\nlayout_file = "layouts/mine.toml"\n[model]\nfamily = "flow"\n', encoding="utf-8")
+
+    config = load_config(path)
+
+    assert config.data.layout_files == (str(tmp_path / "layouts" / "mine.toml"),)
+    assert config.to_dict()["data"]["layout_file"] == [str(tmp_path / "layouts" / "mine.toml")]
 
 
 @pytest.mark.parametrize("name", ["gan_zmumu_2010", "vae_zmumu_2011", "flow_doublemu_2012"])
@@ -435,29 +491,92 @@ def test_existing_run_name_rejected(finished_flow_run: RunDirectory) -> None:
         start_run(config, runs_dir=finished_flow_run.path.parent, name="flow")
 
 
+class FullDiskFile(io.FileIO):
+    """A real file that accepts ``budget`` bytes, then writes part of the next block and raises ENOSPC, as a full disk does."""
+
+    def __init__(self, path: Any, mode: str, budget: int) -> None:
+        super().__init__(path, mode.replace("b", ""))
+        self.budget = budget
+
+    def write(self, data: Any) -> int:
+        size = len(memoryview(data).cast("B"))
+        if size > self.budget:
+            super().write(memoryview(data).cast("B")[: self.budget])
+            self.budget = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.budget -= size
+        return super().write(data)
+
+
 def test_full_disk_keeps_last_checkpoint(tmp_path: Path, cms_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(write_config(tmp_path, cms_data / "uproot-Zmumu.root", "flow", epochs=3, device="cpu"))
-    real_save = torch.save
-    saves: list[Path] = []
+    opened: list[Path] = []
 
-    def save_until_full(obj: Any, path: Any, *args: Any, **kwargs: Any) -> None:
-        saves.append(Path(path))
-        if len(saves) > 3:  # step 0, then last and best of the first epoch
-            Path(path).write_bytes(b"half a checkpoint")
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(obj, path, *args, **kwargs)
+    def open_until_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        opened.append(Path(path))
+        if len(opened) > 3:  # step 0, then last and best of the first epoch
+            return FullDiskFile(path, mode, budget=1000)
+        return open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", save_until_full)
+    # torch.save itself raises RuntimeError ("unexpected pos") when its file's write fails.
+    monkeypatch.setattr(checkpoint_module, "open", open_until_full, raising=False)
 
     with pytest.raises(RunFailedError) as caught:
         start_run(config, runs_dir=tmp_path / "runs", name="full").run()
 
     run = RunDirectory(tmp_path / "runs" / "full")
-    assert "No space left on device" in caught.value.message
-    assert str(run.checkpoint_path("last")) in caught.value.message
+    message = caught.value.message
+    assert message.startswith(f"could not write checkpoint {run.checkpoint_path('last')}: No space left on device.")
+    assert "Free disk space" in message
+    assert caught.value.exit_code == 6
     assert run.status()["state"] == "failed"
+    assert run.status()["message"] == message
     assert torch.load(run.checkpoint_path("last"), weights_only=True)["epoch"] == 1
     assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_full_filesystem_keeps_last_checkpoint(tmp_path: Path, cms_data: Path) -> None:
+    """A real full disk: a small tmpfs that is filled after the first epoch. Needs root and mount."""
+    import subprocess
+
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        config = load_config(
+            write_config(tmp_path, cms_data / "uproot-Zmumu.root", "flow", epochs=3, device="cpu", log_every=1000)
+        )
+
+        def fill_after_first_epoch(progress: Progress) -> None:
+            if progress.kind != "epoch" or progress.record["epoch"] != 1:
+                return
+            filler = mount_point / "filler"
+            with open(filler, "wb") as handle:
+                try:
+                    while True:
+                        handle.write(b"\0" * 65536)
+                        handle.flush()
+                except OSError as error:
+                    assert error.errno == errno.ENOSPC
+            # Leave room for status.json, but not for a checkpoint.
+            os.truncate(filler, filler.stat().st_size - 8192)
+
+        with pytest.raises(RunFailedError) as caught:
+            start_run(config, runs_dir=mount_point, name="full", callback=fill_after_first_epoch).run()
+
+        run = RunDirectory(mount_point / "full")
+        assert f"could not write checkpoint {run.checkpoint_path('last')}: No space left on device" in caught.value.message
+        assert run.status()["state"] == "failed"
+        assert torch.load(run.checkpoint_path("last"), weights_only=True)["epoch"] == 1
+        assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == ["best.pt", "last.pt"]
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 # ---------------------------------------------------------------------- status robustness
@@ -509,3 +628,27 @@ def test_named_run_directory_reused_before_start(tmp_path: Path, cms_data: Path)
     (prepared / "status.json").write_text("{}")
     with pytest.raises(ConfigError, match="already exists"):
         create_run_directory(tmp_path / "runs", "prepared", config)
+
+
+def test_interrupt_before_training_not_resumable(tmp_path: Path, cms_data: Path) -> None:
+    from cmsgen.tui.commands.train import resolve_run_path
+
+    config = load_config(write_config(tmp_path, cms_data / "uproot-Zmumu.root", "flow", device="cpu"))
+
+    def interrupt_while_reading(progress: Progress) -> None:
+        if progress.kind == "load":
+            raise KeyboardInterrupt
+
+    trainer = start_run(config, runs_dir=tmp_path / "runs", name="early", callback=interrupt_while_reading)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+
+    run = RunDirectory(tmp_path / "runs" / "early")
+    status = run.status()
+    assert status["state"] == "failed"
+    assert status["message"] == trainer.interrupt_message
+    assert trainer.interrupt_message.startswith("interrupted before training started, so the run has no checkpoint")
+    with pytest.raises(ConfigError) as caught:
+        resolve_run_path("early", tmp_path / "runs")
+    assert "has no checkpoint, because it ended before training started (state failed)" in caught.value.message
+    assert caught.value.exit_code == 5

@@ -70,12 +70,13 @@ class Hyperparameter:
     def validate(self, family: str, name: str, value: Any) -> Any:
         """Convert ``value`` to the canonical type of ``kind`` and return it.
 
-        Raises ConfigError, naming ``family`` and ``name``, when the value is invalid.
+        Raises ConfigError when the value is invalid. The message names the config key
+        ``model.<name>``, because hyperparameters come from a config's ``[model]`` table.
         """
 
         def reject() -> ConfigError:
             return ConfigError(
-                f"invalid value {value!r} for {family} hyperparameter {name!r}: expected {self.describe()}"
+                f"model.{name} = {value!r} is invalid: expected {self.describe()} for the {family} hyperparameter {name!r}"
             )
 
         if self.kind == "bool":
@@ -290,7 +291,8 @@ def resolve_hyperparameters(
     unknown = sorted(set(given) - set(specs))
     if unknown:
         raise ConfigError(
-            f"unknown {family} hyperparameter {unknown[0]!r} (allowed: {', '.join(sorted(specs))})"
+            f"model.{unknown[0]} is not a known key: {unknown[0]!r} is not a {family} hyperparameter "
+            f"(allowed: family, {', '.join(sorted(specs))})"
         )
     resolved = {}
     for name, spec in specs.items():

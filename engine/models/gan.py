@@ -109,15 +109,17 @@ class WGANGP(GenerativeModel):
 
         Returns ``loss_critic``, ``loss_generator`` (from the latest generator update),
         ``gradient_penalty``, ``wasserstein`` (critic estimate of W1 in the preprocessed space),
-        ``mmd`` (when on), ``loss`` (equal to ``loss_critic``) and ``grad_norm`` (of the critic).
+        ``mmd`` (when on), ``loss`` and ``grad_norm`` (of the critic). ``loss`` equals ``loss_critic``:
+        every family reports a ``loss``, and the critic loss is the GAN's optimised objective on
+        every step, so progress displays show ``loss_critic`` alone.
         """
         self._check_batch(batch)
         if not self.optimizers:
             raise RuntimeError("call configure_optimizers before training_step")
         if self.mmd_weight > 0 and self._mass_function is None:
             raise ConfigError(
-                f"gan hyperparameter 'mmd_weight' is {self.mmd_weight} but this feature set has no invariant mass. "
-                "Set mmd_weight = 0."
+                f"model.mmd_weight = {self.mmd_weight} is invalid: this feature set has no differentiable "
+                "invariant mass of two objects. Set mmd_weight = 0."
             )
         critic_optimizer, generator_optimizer = self.optimizers
         size = batch.shape[0]

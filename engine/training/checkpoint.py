@@ -28,20 +28,46 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
 
     A failed write (full disk, unwritable folder) removes the temporary file, keeps the
-    previous checkpoint at ``path`` untouched, and raises ``RunFailedError`` with the path.
+    previous checkpoint at ``path`` untouched, and raises ``RunFailedError`` with the path
+    and the operating system's reason.
     """
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(state, temporary)
+        # torch.save writes through this Python file object, so a failed write raises OSError
+        # with its errno here. torch.save itself reports it as a RuntimeError ("unexpected pos")
+        # whose __context__ is that OSError.
+        with open(temporary, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
-        raise RunFailedError(
-            f"could not write checkpoint {path}: {error.strerror or error}. "
-            + ("Free disk space" if error.errno == errno.ENOSPC else "Check that the run directory is writable")
-            + ", then resume the run."
-        ) from error
+    except (OSError, RuntimeError) as error:
+        raise _checkpoint_write_error(path, error) from error
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _checkpoint_write_error(path: Path, error: BaseException) -> RunFailedError:
+    """Return the error for a failed checkpoint write, with the OSError's reason when ``error`` wraps one."""
+    cause = _os_error_in_chain(error)
+    if cause is None:
+        reason = f"{type(error).__name__}: {error}"
+        advice = "Check the run directory and the free disk space"
+    else:
+        reason = cause.strerror or str(cause)
+        advice = "Free disk space" if cause.errno == errno.ENOSPC else "Check that the run directory is writable"
+    return RunFailedError(f"could not write checkpoint {path}: {reason}. {advice}, then resume the run.")
+
+
+def _os_error_in_chain(error: BaseException | None) -> OSError | None:
+    """Return the first OSError among ``error`` and its causes and contexts, or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

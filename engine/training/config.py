@@ -3,15 +3,16 @@
 A config has four sections::
 
     [data]        paths, feature_set, options (a table of feature-set options), max_events,
-                  dask ("local" or a Dask scheduler address: read the features on a Dask cluster)
+                  dask ("local" or a Dask scheduler address: read the features on a Dask cluster),
+                  layout_file (a layout TOML file, or a list of them, considered with the known layouts)
     [model]       family ("gan", "vae", "flow") and the hyperparameters passed to build_model
     [training]    epochs, batch_size, lr, weight_decay, scheduler, seed, device, log_every,
                   val_fraction, test_fraction, metric_events
-    [validation]  a free table of thresholds, read by the validation stage
+    [validation]  estimator settings and thresholds of ``ValidationSettings``, read by the validation stage
 
-Relative data paths are resolved against the folder of the config file. Every
-invalid key, type or value raises ``ConfigError`` naming the key, the value and
-what is allowed.
+Relative data and layout paths are resolved against the folder of the config file. Every
+invalid key, type or value, in every section, raises ``ConfigError`` naming the key, the
+value and what is allowed, before any data is read.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cmsgen.engine.errors import ConfigError
+from cmsgen.engine.errors import ConfigError, DataNotFoundError
 
 MODEL_FAMILIES = ("gan", "vae", "flow")
 SCHEDULERS = ("none", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SECTIONS = ("data", "model", "training", "validation")
+DATA_KEYS = ("paths", "feature_set", "options", "max_events", "dask", "layout_file")
+# The first bytes of data files that are easily passed in place of a config, and their names.
+DATA_FILE_SIGNATURES = ((b"root", "a ROOT file"), (b"PAR1", "a Parquet file"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class DataConfig:
     max_events: int | None = None
     # None reads the features in this process; "local" or a scheduler address reads them on Dask.
     dask: str | None = None
+    # Layout TOML files considered, with the built-in and user layouts, when the layout is detected.
+    layout_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,22 +91,31 @@ class RunConfig:
         device: str | None = None,
         epochs: int | None = None,
         dask: str | None = None,
+        layout_files: list[str] | None = None,
     ) -> RunConfig:
         """Return a copy with command-line overrides applied and validated.
 
-        ``paths`` replace ``data.paths`` and are resolved against the current directory.
-        ``dask`` replaces ``data.dask``.
+        ``paths`` replace ``data.paths`` and ``layout_files`` replace ``data.layout_file``, both
+        resolved against the current directory. ``dask`` replaces ``data.dask``. An invalid value
+        raises ``ConfigError`` naming the command-line option (``--device``, ``--epochs``), not the key.
         """
         config = self
         if paths:
             resolved = tuple(str(Path(path).expanduser().resolve()) for path in paths)
             config = replace(config, data=replace(config.data, paths=resolved))
+        if layout_files:
+            resolved = tuple(str(Path(path).expanduser().resolve()) for path in layout_files)
+            config = replace(config, data=replace(config.data, layout_files=resolved))
         if dask is not None:
             config = replace(config, data=replace(config.data, dask=_dask_address(dask)))
         training_values: dict[str, Any] = {}
         if device is not None:
+            if device not in DEVICES:
+                raise ConfigError(f"--device {device!r} is invalid: expected one of {', '.join(DEVICES)}")
             training_values["device"] = device
         if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise ConfigError(f"--epochs {epochs!r} is invalid: expected an integer >= 1")
             training_values["epochs"] = epochs
         if training_values:
             merged = {**asdict(config.training), **training_values}
@@ -114,6 +129,8 @@ class RunConfig:
             data["max_events"] = self.data.max_events
         if self.data.dask is not None:
             data["dask"] = self.data.dask
+        if self.data.layout_files:
+            data["layout_file"] = list(self.data.layout_files)
         data["options"] = dict(self.data.options)
         return {
             "data": data,
@@ -126,20 +143,43 @@ class RunConfig:
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a TOML config file.
 
-    A missing, unreadable or unparsable file raises ``ConfigError`` with the path.
+    A missing file raises ``DataNotFoundError``. An unreadable file, a binary file (such as
+    a data file passed in place of the config) or invalid TOML raises ``ConfigError`` with the path.
     """
     config_path = Path(path).expanduser()
     try:
-        text = config_path.read_text(encoding="utf-8")
+        content = config_path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"config file {config_path} not found. Give the path of a TOML training config.") from None
+        raise DataNotFoundError(
+            f"config file {config_path} not found. Give the path of a TOML training config."
+        ) from None
     except OSError as error:
-        raise ConfigError(f"config file {config_path} cannot be read: {error.strerror}") from None
+        raise ConfigError(f"config file {config_path} cannot be read: {error.strerror or error}") from None
+    try:
+        text = content.decode("utf-8")
+        if "\0" in text:
+            raise ValueError("NUL character")
+    except ValueError:
+        raise ConfigError(
+            f"config file {config_path} is not a TOML text file{_looks_like(content)}. "
+            "Pass a TOML training config as CONFIG, and the data with --data."
+        ) from None
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {config_path} is not valid TOML: {error}") from None
+        hint = ""
+        if config_path.suffix.lower() in (".csv", ".root", ".parquet"):
+            hint = ". It looks like a data file: pass a TOML training config as CONFIG, and the data with --data"
+        raise ConfigError(f"config file {config_path} is not valid TOML: {error}{hint}") from None
     return parse_config(table, base_dir=config_path.resolve().parent, source=config_path.resolve())
+
+
+def _looks_like(content: bytes) -> str:
+    """Return " (it looks like a ROOT file)" and the like for known data-file signatures, else ""."""
+    for signature, kind in DATA_FILE_SIGNATURES:
+        if content.startswith(signature):
+            return f" (it looks like {kind})"
+    return ""
 
 
 def parse_config(table: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> RunConfig:
@@ -158,13 +198,22 @@ def parse_config(table: Mapping[str, Any], *, base_dir: Path, source: Path | Non
         data=_parse_data(table["data"], base_dir),
         model=_parse_model(table["model"]),
         training=_parse_training(table.get("training", {})),
-        validation=dict(table.get("validation", {})),
+        validation=_parse_validation(table.get("validation", {})),
         source=source,
     )
 
 
+def _parse_validation(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the ``[validation]`` table with the validation stage's own parser and return it unchanged."""
+    # Imported here, because the validation package imports torch and scipy.
+    from cmsgen.engine.validation.report import ValidationSettings
+
+    ValidationSettings.from_mapping(section)  # raises ConfigError naming an unknown key or a bad value
+    return dict(section)
+
+
 def _parse_data(section: Mapping[str, Any], base_dir: Path) -> DataConfig:
-    _reject_unknown(section, ("paths", "feature_set", "options", "max_events", "dask"), prefix="data.")
+    _reject_unknown(section, DATA_KEYS, prefix="data.")
     if "paths" not in section:
         raise ConfigError("data.paths is missing: give a list of data files, directories or globs")
     raw_paths = section["paths"]
@@ -181,9 +230,8 @@ def _parse_data(section: Mapping[str, Any], base_dir: Path) -> DataConfig:
     if not isinstance(options, Mapping):
         raise ConfigError(f"data.options = {options!r} is invalid: expected a table of feature-set options")
 
-    from cmsgen.engine.features import get_feature_set
-
-    get_feature_set(feature_set, **options)  # raises ConfigError for an unknown name or option
+    _check_feature_set(feature_set, dict(options))
+    layout_files = _layout_files(section.get("layout_file"), base_dir)
 
     max_events = section.get("max_events")
     if max_events is not None:
@@ -192,7 +240,70 @@ def _parse_data(section: Mapping[str, Any], base_dir: Path) -> DataConfig:
     dask = section.get("dask")
     if dask is not None:
         dask = _dask_address(dask)
-    return DataConfig(paths=paths, feature_set=feature_set, options=dict(options), max_events=max_events, dask=dask)
+    return DataConfig(
+        paths=paths,
+        feature_set=feature_set,
+        options=dict(options),
+        max_events=max_events,
+        dask=dask,
+        layout_files=layout_files,
+    )
+
+
+def _check_feature_set(name: str, options: dict[str, Any]) -> None:
+    """Build the feature set once, and check that the training metric (the w1_mass) can be computed for it.
+
+    Raises ConfigError naming ``data.feature_set`` or the ``data.options`` key at fault.
+    """
+    from cmsgen.engine.features import get_feature_set
+
+    try:
+        feature_set = get_feature_set(name, **options)
+    except ConfigError as error:
+        raise ConfigError(_options_key(error.message, options)) from None
+
+    # The trainer selects the best checkpoint by the W1 distance of the invariant mass, so a
+    # feature set that cannot give a mass fails here, not after the data is read. The trial row
+    # of ones only exercises the column check of the mass function.
+    import numpy as np
+
+    from cmsgen.engine.output import invariant_mass
+
+    row = np.ones((1, len(feature_set.columns)))
+    try:
+        if "mass" not in feature_set.observables(row):
+            invariant_mass(row, feature_set.columns)
+    except ConfigError as error:
+        if "n" in options:
+            key, advice = f"data.options.n = {options['n']!r}", " Use n >= 2."
+        else:
+            key, advice = f"data.feature_set = {name!r}", ""
+        raise ConfigError(
+            f"{key} is invalid: the w1_mass metric that selects the best checkpoint needs the invariant "
+            f"mass of at least two objects ({error.message}).{advice}"
+        ) from None
+
+
+def _options_key(message: str, options: Mapping[str, Any]) -> str:
+    """Return ``message`` with a feature-set option named by its full config key ``data.options.<name>``."""
+    # NOTE: engine/features/sets.py names its options "data.<name>", so the prefix is fixed here.
+    for name in options:
+        prefix = f"data.{name} "
+        if message.startswith(prefix):
+            return f"data.options.{name} " + message[len(prefix) :]
+    return message
+
+
+def _layout_files(value: Any, base_dir: Path) -> tuple[str, ...]:
+    """Return the layout TOML files of ``data.layout_file`` (a path or a list), resolved against ``base_dir``."""
+    if value is None:
+        return ()
+    files = [value] if isinstance(value, str) else value
+    if not isinstance(files, list) or not all(isinstance(item, str) and item for item in files):
+        raise ConfigError(
+            f"data.layout_file = {value!r} is invalid: expected the path of a layout TOML file, or a list of them"
+        )
+    return tuple(str((base_dir / Path(item).expanduser()).resolve()) for item in files)
 
 
 def _dask_address(value: Any) -> str:
@@ -226,6 +337,11 @@ def _parse_model(section: Mapping[str, Any]) -> ModelConfig:
             raise ConfigError(
                 f"model.{key} = {value!r} is invalid: expected a number, string, boolean or a list of them"
             )
+    # The model classes validate their own hyperparameters. Imported here, because they import torch.
+    from cmsgen.engine.models import model_class
+    from cmsgen.engine.models.base import resolve_hyperparameters
+
+    resolve_hyperparameters(family, model_class(family).all_hyperparameters(), hyperparameters)
     return ModelConfig(family=family, hyperparameters=hyperparameters)
 
 

@@ -98,12 +98,16 @@ class _Position:
     last_losses: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, *, option: str | None = None) -> torch.device:
     """Return the torch device for a config value: "auto" picks CUDA, then MPS, then the CPU.
+
+    ``option`` is the command-line option that gave ``name`` (such as "--device"), named in the
+    error in place of the config key ``training.device``.
 
     Raises:
         ConfigError: "cuda" or "mps" was requested but is not available.
     """
+    source = f"{option} {name!r}" if option else f"training.device = {name!r}"
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -111,9 +115,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device = 'cuda' is invalid: no CUDA device is available. Use 'auto' or 'cpu'.")
+        raise ConfigError(f"{source} is invalid: no CUDA device is available. Use 'auto' or 'cpu'.")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("training.device = 'mps' is invalid: no MPS device is available. Use 'auto' or 'cpu'.")
+        raise ConfigError(f"{source} is invalid: no MPS device is available. Use 'auto' or 'cpu'.")
     return torch.device(name)
 
 
@@ -193,6 +197,7 @@ def start_run(
             shares for the ranks.
     """
     if distributed is None:
+        resolve_device(config.training.device)  # an unavailable device leaves no empty run directory behind
         run = create_run_directory(runs_dir, name, config)
         return Trainer(config, run, resume=False, callback=callback)
     data_parallel.check_global_batch(config.training.batch_size, distributed.world_size)
@@ -279,6 +284,10 @@ class Trainer:
         self._stop_agreed_now = False
         self.total_steps = 0
         self.position = _Position()
+        # The data files read for a new run, recorded in its config.toml in place of globs and folders.
+        self.files_read: list[str] = []
+        # The message of the status written when a signal interrupts the run, for the caller to print.
+        self.interrupt_message = ""
 
     # ----------------------------------------------------------------- public API
 
@@ -310,7 +319,9 @@ class Trainer:
             self._set_up()
         except KeyboardInterrupt:
             if not self.resuming:
-                self._write_status_quietly(state="stopped", message="interrupted before training started")
+                self._interrupted_before_training()
+            else:
+                self.interrupt_message = f"interrupted before training resumed; run {self.run_dir.path} is unchanged"
             raise
         except Exception as error:
             # A resumed run keeps its last status (finished, stopped...) when it cannot restart.
@@ -321,7 +332,11 @@ class Trainer:
         try:
             return self._loop()
         except KeyboardInterrupt:
-            self._write_status_quietly(state="stopped", message="interrupted, the last checkpoint is kept")
+            self.interrupt_message = (
+                f"interrupted at step {self.position.step}, and the last checkpoint is kept. "
+                f"Resume with --resume {self.run_dir.path}"
+            )
+            self._write_status_quietly(state="stopped", message=self.interrupt_message)
             raise
         except RunFailedError as error:
             self._fail_quietly(error.message)
@@ -336,6 +351,22 @@ class Trainer:
                 )
             self._fail_quietly(message)
             raise
+
+    def _interrupted_before_training(self) -> None:
+        """Write the status of a new run interrupted during set-up: resumable only when its first checkpoint exists."""
+        if self.run_dir.config_path.is_file() and self.run_dir.checkpoint_path("last").is_file():
+            state = "stopped"
+            self.interrupt_message = (
+                f"interrupted before training started, at step 0. Resume with --resume {self.run_dir.path}"
+            )
+        else:
+            # "failed", because a "stopped" run is listed as one that can be resumed.
+            state = "failed"
+            self.interrupt_message = (
+                "interrupted before training started, so the run has no checkpoint to resume. "
+                "Start a new run with the same config."
+            )
+        self._write_status_quietly(state=state, message=self.interrupt_message)
 
     def _set_up(self) -> None:
         from cmsgen.engine.features import get_feature_set
@@ -389,6 +420,10 @@ class Trainer:
         # A resumed run rewrites its config too, so that --epochs and --device overrides persist.
         resolved = self.config.to_dict()
         resolved["model"] = {"family": self.config.model.family, **self.model.hyperparameters()}
+        if self.files_read:
+            # The files read, not the globs or folders that matched them, so that the run records its input.
+            resolved["data"]["paths"] = list(self.files_read)
+            log.info("run %s reads %s, matched by %s", self.run_dir.name, self.files_read, list(self.config.data.paths))
         self._write(self.run_dir.config_path, lambda p: _write_text_atomic(dumps_toml(resolved), p))
         if not self.resuming:
             self._save("last")
@@ -438,9 +473,11 @@ class Trainer:
             data.feature_set,
             options=data.options,
             max_events=data.max_events,
+            layout=self._layout(),
             dask=data.dask,
             progress=lambda fraction, message: self._notify("load", {"fraction": fraction, "message": message}),
         )
+        self.files_read = list(table.files)
         values = np.asarray(table.values, dtype=np.float64)
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():
@@ -462,6 +499,20 @@ class Trainer:
         )
         self._write(self.run_dir.data_path, lambda p: save_splits(splits, p))
         return splits
+
+    def _layout(self) -> Any:
+        """Return the layout detected among the known layouts and ``data.layout_files``, or None without layout files.
+
+        NOTE: ``load_features`` takes no layout files, so the dataset is opened once here to detect
+        the layout with them, and the chosen layout is then forced. Without layout files,
+        ``load_features`` detects the layout itself.
+        """
+        if not self.config.data.layout_files:
+            return None
+        from cmsgen.engine.sources import open_dataset
+
+        dataset = open_dataset(list(self.config.data.paths), layout_files=self.config.data.layout_files)
+        return dataset.layout
 
     def _column_kinds(self, splits: Splits) -> tuple[str, ...]:
         kinds = tuple(self.feature_set.kinds)
@@ -548,7 +599,7 @@ class Trainer:
             if position.epoch < training.epochs and self._stop_at_epoch_end():
                 return self._stop(save=False)  # _end_epoch has just saved this state
 
-        message = f"finished {position.epoch} epochs ({position.step} steps)"
+        message = f"finished {_count(position.epoch, 'epoch')} ({_count(position.step, 'step')})"
         self._write_status(state="finished", message=message, force=True)
         self._notify("end", {})
         if self.writes_files:
@@ -827,7 +878,7 @@ class Trainer:
         )
         if self.position.epoch >= self.config.training.epochs:
             raise ConfigError(
-                f"run {self.run_dir.path} already trained {self.position.epoch} epochs. "
+                f"run {self.run_dir.path} already trained {_count(self.position.epoch, 'epoch')}. "
                 "Pass --epochs with a larger number to train further."
             )
 
@@ -877,6 +928,11 @@ def _write_text_atomic(text: str, path: Path) -> None:
 def _write_error(path: Path, error: OSError) -> RunFailedError:
     hint = "free disk space" if error.errno == errno.ENOSPC else "check that the run directory is writable"
     return RunFailedError(f"could not write {path}: {error.strerror or error}. {hint.capitalize()}, then resume the run.")
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` and ``noun`` in the singular or plural, for example "1 epoch" or "3 epochs"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _message_of(error: BaseException) -> str:

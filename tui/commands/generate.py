@@ -21,9 +21,11 @@ def generate_events(
 ) -> Path:
     """Sample ``n`` events from the run's ``checkpoint``, write them and return the path written.
 
-    Without ``output`` the file is ``<run>/samples/<checkpoint>-seed<seed>-n<n>.root``.
+    Without ``output`` the file is ``<run>/samples/<checkpoint>-seed<seed>-n<n>.root``, and the
+    samples folder is created. An ``output`` in a folder that does not exist raises ``DataNotFoundError``.
+    When "best" is requested but the run has only its last checkpoint, a warning goes to stderr.
     """
-    from cmsgen.engine.errors import ConfigError
+    from cmsgen.engine.errors import ConfigError, DataNotFoundError
     from cmsgen.engine.output import output_format, write_events
     from cmsgen.engine.training.runs import CHECKPOINT_NAMES, RunDirectory
     from cmsgen.engine.training.trainer import resolve_device
@@ -36,10 +38,22 @@ def generate_events(
     directory = RunDirectory(resolve_run_path(run, runs_dir))
     target = output if output is not None else directory.samples_dir / f"{checkpoint}-seed{seed}-n{n}.root"
     output_format(target)  # Reject an unknown extension before the model runs.
+    if output is not None and not target.parent.is_dir():
+        raise DataNotFoundError(
+            f"folder {target.parent} of the output file does not exist. Create it first, or choose another -o."
+        )
     if target.exists() and not overwrite:
         raise ConfigError(f"output file {target} already exists. Choose another -o or pass --overwrite.")
 
-    events = directory.sample(n, seed=seed, checkpoint=checkpoint, device=str(resolve_device(device)))
+    torch_device = str(resolve_device(device, option="--device"))
+    if checkpoint == "best" and not directory.checkpoint_path("best").is_file() and directory.checkpoint_path("last").is_file():
+        # RunDirectory.sample logs the same fallback. The user requested the best checkpoint, so warn on stderr too.
+        typer.secho(
+            f"Warning: run {directory.path} has no best checkpoint, so the last checkpoint is used.",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    events = directory.sample(n, seed=seed, checkpoint=checkpoint, device=torch_device)
     return write_events(target, events, directory.columns(), seed=seed, overwrite=overwrite)
 
 

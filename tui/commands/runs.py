@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,10 +46,10 @@ def run_rows(runs_dir: Path) -> list[dict[str, Any]]:
 
 
 def _progress_text(row: dict[str, Any]) -> str:
-    progress = row.get("progress")
-    if not isinstance(progress, (int, float)):
+    progress, step, total = row.get("progress"), row.get("step"), row.get("total_steps")
+    if not isinstance(progress, (int, float)) or not isinstance(step, int) or not isinstance(total, int):
         return "-"
-    return f"{100 * progress:.0f}% ({row.get('step')}/{row.get('total_steps')})"
+    return f"{100 * progress:.0f}% ({step}/{total})"
 
 
 def _metric_text(value: Any) -> str:
@@ -81,7 +82,10 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for heading in ("name", "model", "features", "state", "progress", "best w1_mass [GeV]", "message"):
+        # Run names are never wrapped or cut, so they can be copied into --resume or generate.
+        name_width = max(len("name"), *(len(str(row["name"])) for row in rows))
+        table.add_column("name", no_wrap=True, min_width=name_width)
+        for heading in ("model", "features", "state", "progress", "best w1_mass [GeV]", "message"):
             table.add_column(heading, overflow="fold")
         for row in rows:
             table.add_row(
@@ -93,4 +97,11 @@ def register(app: typer.Typer) -> None:
                 _metric_text(row.get("best_metric")),
                 str(row.get("message") or ""),
             )
-        Console().print(table)
+        if sys.stdout.isatty():
+            Console().print(table)
+            return
+        # Piped output is not wrapped at 80 columns: each run stays on one line for grep and cut.
+        console = Console(width=100_000)
+        with console.capture() as capture:
+            console.print(table)
+        typer.echo("\n".join(line.rstrip() for line in capture.get().splitlines()))

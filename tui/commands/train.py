@@ -28,12 +28,37 @@ SHOWN_LOSSES = ("loss", "loss_critic", "loss_generator", "nll", "reconstruction"
 
 
 def format_losses(record: dict[str, Any]) -> str:
-    """Return the losses of a metrics record as ``name value`` pairs, for example ``loss 1.234``."""
-    parts = [f"{name} {record[name]:.4g}" for name in SHOWN_LOSSES if isinstance(record.get(name), (int, float))]
+    """Return the losses of a metrics record as ``name value`` pairs, for example ``loss 1.234``.
+
+    The GAN's ``loss`` is its ``loss_critic``, so a record with ``loss_critic`` shows that name alone.
+    """
+    names = [name for name in SHOWN_LOSSES if isinstance(record.get(name), (int, float))]
+    if "loss_critic" in names and "loss" in names:
+        names.remove("loss")
+    parts = [f"{name} {record[name]:.4g}" for name in names]
     w1 = record.get("w1_mass")
     if isinstance(w1, (int, float)):
         parts.append(f"w1_mass {w1:.4g} GeV")
     return "  ".join(parts)
+
+
+def current_epoch(kind: str, record: dict[str, Any], status: dict[str, Any]) -> int:
+    """Return the 1-based number of the epoch that a progress update belongs to.
+
+    Records and status count completed epochs. A "step" or "start" update belongs to the next
+    epoch, and an "epoch" update to the epoch that has just completed.
+    """
+    completed = record.get("epoch", status.get("epoch", 0))
+    completed = completed if isinstance(completed, int) else 0
+    if kind == "epoch":
+        return completed
+    total = status.get("total_epochs")
+    number = completed + 1
+    return min(number, total) if isinstance(total, int) else number
+
+
+def _count(number: Any, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 class PlainReporter:
@@ -53,30 +78,51 @@ class PlainReporter:
         elif progress.kind == "start":
             typer.echo(
                 f"training {status.get('model')} on {status.get('feature_set')} in run {status.get('name')}: "
-                f"{status.get('total_steps')} steps, {status.get('total_epochs')} epochs",
+                f"{_count(status.get('total_steps'), 'step')}, {_count(status.get('total_epochs'), 'epoch')}",
             )
         elif progress.kind in ("step", "epoch"):
             rate = record.get("events_per_second")
             rate_text = f"  {rate:.0f} events/s" if isinstance(rate, (int, float)) else ""
             typer.echo(
-                f"step {record['step']}/{status.get('total_steps')}  epoch {record.get('epoch')}/"
-                f"{status.get('total_epochs')}  {format_losses(record)}{rate_text}"
+                f"step {record['step']}/{status.get('total_steps')}  "
+                f"epoch {current_epoch(progress.kind, record, status)}/{status.get('total_epochs')}  "
+                f"{format_losses(record)}{rate_text}"
             )
         sys.stdout.flush()
 
 
 class RichReporter:
-    """Progress as a rich progress bar that shows the latest losses."""
+    """Progress as a rich progress bar that shows the latest losses.
 
-    def __init__(self) -> None:
+    In a narrow terminal the losses are cut first and the bar shrinks next, so the epoch, the step
+    count and the remaining time stay whole.
+    """
+
+    def __init__(self, console: Any = None) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.table import Column
+        from rich.text import Text
+
+        class OneLineTextColumn(TextColumn):
+            """Text on one line, cut with an ellipsis when the column is narrow."""
+
+            def render(self, task: Any) -> Text:
+                text = super().render(task)
+                text.no_wrap = True
+                text.overflow = "ellipsis"
+                return text
+
+        def whole() -> Column:
+            # rich's table shrinks only the columns that may wrap, so these keep their width.
+            return Column(no_wrap=True, overflow="ignore")
 
         self.bar: RichProgress = Progress(
-            TextColumn("[bold]{task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[losses]}"),
+            TextColumn("[bold]{task.fields[epoch]}", table_column=whole()),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(table_column=whole()),
+            TimeRemainingColumn(table_column=whole()),
+            OneLineTextColumn("{task.fields[losses]}", table_column=Column()),
+            console=console,
         )
         self.task: Any = None
         self.load_task: Any = None
@@ -86,7 +132,7 @@ class RichReporter:
         if progress.kind == "load":
             if self.load_task is None:
                 self.bar.start()
-                self.load_task = self.bar.add_task("load", total=100, epoch="reading features %", losses="")
+                self.load_task = self.bar.add_task("load", total=100, epoch="reading features", losses="")
             self.bar.update(self.load_task, completed=round(100 * record["fraction"]), losses=record["message"])
             return
         if progress.kind == "start":
@@ -98,14 +144,14 @@ class RichReporter:
                 "train",
                 total=status.get("total_steps") or None,
                 completed=status.get("step", 0),
-                epoch=self._epoch_text(status),
+                epoch=self._epoch_text(current_epoch("start", {}, status), status),
                 losses="",
             )
             return
         if self.task is None:
             return
         if progress.kind in ("step", "epoch"):
-            epoch_text = self._epoch_text({**status, "epoch": record.get("epoch", status.get("epoch"))})
+            epoch_text = self._epoch_text(current_epoch(progress.kind, record, status), status)
             self.bar.update(self.task, completed=record["step"], epoch=epoch_text, losses=format_losses(record))
         if progress.kind == "epoch":
             self.bar.console.print(f"epoch {record.get('epoch')}: {format_losses(record)}")
@@ -118,20 +164,32 @@ class RichReporter:
         self.bar.stop()
 
     @staticmethod
-    def _epoch_text(status: dict[str, Any]) -> str:
-        return f"epoch {status.get('epoch', 0)}/{status.get('total_epochs', '?')}"
+    def _epoch_text(epoch: int, status: dict[str, Any]) -> str:
+        return f"epoch {epoch}/{status.get('total_epochs', '?')}"
 
 
 def resolve_run_path(run: str, runs_dir: Path) -> Path:
-    """Return the folder of ``run``: a path to a run directory, or a run name under ``runs_dir``."""
-    from cmsgen.engine.errors import DataNotFoundError
+    """Return the folder of ``run``: a path to a run directory, or a run name under ``runs_dir``.
+
+    Raises:
+        ConfigError: The run stopped before training started, so it has no config.toml or checkpoint.
+        DataNotFoundError: Neither path is a run directory.
+    """
+    from cmsgen.engine.errors import ConfigError, DataNotFoundError
+    from cmsgen.engine.training.runs import RunDirectory
 
     candidate = Path(run).expanduser()
-    if (candidate / "config.toml").is_file():
-        return candidate
     named = runs_dir.expanduser() / run
-    if (named / "config.toml").is_file():
-        return named
+    for folder in (candidate, named):
+        if (folder / "config.toml").is_file():
+            return folder
+    for folder in (candidate, named):
+        if (folder / "status.json").is_file():
+            status = RunDirectory(folder).status()
+            raise ConfigError(
+                f"run {folder} has no checkpoint, because it ended before training started "
+                f"(state {status.get('state')}). Start a new run with its config file."
+            )
     raise DataNotFoundError(
         f"run {run!r} not found: neither {candidate} nor {named} is a run directory. "
         "List runs with `cmsgen-tui runs`."
@@ -149,6 +207,7 @@ def run_training(
     epochs: int | None,
     nproc: int | None = None,
     dask: str | None = None,
+    layout_files: list[Path] | None = None,
 ) -> int:
     """Start or resume a run and return the exit code (0 finished, 130 stopped).
 
@@ -167,6 +226,7 @@ def run_training(
         "device": device,
         "epochs": epochs,
         "dask": dask,
+        "layout_files": layout_files,
     }
     if nproc is not None:
         return _launch_ranks(nproc, request)
@@ -257,10 +317,16 @@ def _train(
     epochs: int | None,
     dask: str | None,
     context: Any,
+    layout_files: list[Path] | None = None,
 ) -> int:
-    from cmsgen.engine.errors import EXIT_INTERRUPTED, ConfigError
-    from cmsgen.engine.training.config import load_config
-    from cmsgen.engine.training.trainer import resume_run, start_run
+    from cmsgen.engine.errors import EXIT_INTERRUPTED, CmsgenError, ConfigError
+    from cmsgen.engine.training.config import DEVICES, load_config
+    from cmsgen.engine.training.trainer import resolve_device, resume_run, start_run
+
+    if device is not None and context is None:
+        if device not in DEVICES:
+            raise ConfigError(f"--device {device!r} is invalid: expected one of {', '.join(DEVICES)}")
+        resolve_device(device, option="--device")
 
     is_main = context is None or context.is_main
     interactive = sys.stdout.isatty()
@@ -269,9 +335,10 @@ def _train(
         reporter = RichReporter() if interactive else PlainReporter()
     try:
         if resume is not None:
-            if config_path is not None or data or dask:
+            if config_path is not None or data or dask or layout_files:
                 raise ConfigError(
-                    "--resume continues a run with its stored config. Leave out CONFIG, --data, --dask and --scheduler."
+                    "--resume continues a run with its stored config. "
+                    "Leave out CONFIG, --data, --layout-file, --dask and --scheduler."
                 )
             trainer = resume_run(
                 resolve_run_path(resume, runs_dir), epochs=epochs, device=device, callback=reporter, distributed=context
@@ -280,10 +347,20 @@ def _train(
             if config_path is None:
                 raise ConfigError("training config file is missing. Give one (see sample_configs/), or use --resume RUN.")
             config = load_config(config_path).with_overrides(
-                paths=[str(p) for p in data] if data else None, device=device, epochs=epochs, dask=dask
+                paths=[str(p) for p in data] if data else None,
+                device=device,
+                epochs=epochs,
+                dask=dask,
+                layout_files=[str(p) for p in layout_files] if layout_files else None,
             )
             trainer = start_run(config, runs_dir=runs_dir, name=name, callback=reporter, distributed=context)
-        result = trainer.run()
+        try:
+            result = trainer.run()
+        except KeyboardInterrupt:
+            # Print the message written to status.json, not a bare "Interrupted.".
+            if isinstance(reporter, RichReporter):
+                reporter.close()
+            raise CmsgenError(trainer.interrupt_message or "interrupted", exit_code=EXIT_INTERRUPTED) from None
     finally:
         if isinstance(reporter, RichReporter):
             reporter.close()
@@ -338,6 +415,15 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--dask", help="Read the training features on a new local Dask cluster (replaces data.dask)."),
         ] = False,
+        layout_file: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--layout-file",
+                metavar="FILE",
+                help="Extra layout TOML file to consider when the layout of the data is detected "
+                "(replaces data.layout_file). Repeat for several.",
+            ),
+        ] = None,
         scheduler: Annotated[
             str | None,
             typer.Option(
@@ -358,6 +444,7 @@ def register(app: typer.Typer) -> None:
             epochs=epochs,
             nproc=nproc,
             dask=scheduler or ("local" if dask else None),
+            layout_files=layout_file,
         )
         if code:
             raise typer.Exit(code)
