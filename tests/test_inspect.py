@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -209,6 +210,68 @@ def test_read_branch_values_zmumu(shared_data: Path) -> None:
 def test_read_branch_values_rejects_bitset(shared_data: Path) -> None:
     with pytest.raises(UnreadableFileError, match="triggerBits"):
         read_branch_values(shared_data / "legacy/uproot-mc10events.root", "Events", "Info/triggerBits")
+
+
+def damage_first_basket(path: Path, branch: str, keep_header: bool) -> None:
+    """Zero the first basket of ``branch`` of the TTree "events" in the ROOT file ``path``.
+
+    With ``keep_header`` the basket's key and the zlib header stay, so decompression
+    fails. Without it the key is zeroed too, so uproot cannot deserialise the basket.
+    """
+    with uproot.open(path) as handle:
+        target = handle["events"][branch]
+        seek = int(target.member("fBasketSeek")[0])
+        size = int(target.member("fBasketBytes")[0])
+    with path.open("r+b") as stream:
+        start = seek
+        if keep_header:
+            stream.seek(seek + 14)  # fKeylen follows fNbytes (4 bytes), fVersion (2), fObjlen (4) and fDatime (4)
+            key_length = int.from_bytes(stream.read(2), "big")
+            start = seek + key_length + 9 + 2  # ROOT's 9-byte compression header, then the 2-byte zlib header
+        stream.seek(start)
+        stream.write(bytes(seek + size - start))
+
+
+@pytest.fixture
+def damaged_zmumu(shared_data: Path, tmp_path: Path) -> Path:
+    """Return a copy of the Zmumu file whose E1 basket header and Type basket payload are zeroed."""
+    path = tmp_path / "damaged.root"
+    shutil.copyfile(shared_data / "cms/uproot-Zmumu.root", path)
+    damage_first_basket(path, "E1", keep_header=False)
+    damage_first_basket(path, "Type", keep_header=True)
+    return path
+
+
+def test_read_damaged_numeric_branch(damaged_zmumu: Path) -> None:
+    with pytest.raises(UnreadableFileError) as caught:
+        read_branch_values(damaged_zmumu, "events", "E1")
+    message = caught.value.message
+    assert "a basket cannot be deserialised" in message
+    assert "may be truncated or damaged" in message
+    assert "needs the software that wrote it" not in message
+
+
+def test_read_damaged_string_branch(damaged_zmumu: Path) -> None:
+    with pytest.raises(UnreadableFileError) as caught:
+        read_branch_values(damaged_zmumu, "events", "Type")
+    message = caught.value.message
+    assert "(error)" not in message
+    assert "decompression failed: Error -3" in message
+    assert "may be truncated or damaged" in message
+
+
+def test_read_damaged_file_other_branch(damaged_zmumu: Path) -> None:
+    values = read_branch_values(damaged_zmumu, "events", "px1")
+    assert values.shape == (2304,)
+
+
+def test_text_file_not_root(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.root"
+    notes.write_text("These are plain-text notes, not a ROOT file.\n")
+    structure = inspect_file(notes)
+    assert structure.error is not None
+    assert "is not a ROOT file (it does not start with the bytes 'root')" in structure.error
+    assert structure.objects == []
 
 
 def test_read_branch_values_missing_branch(shared_data: Path) -> None:

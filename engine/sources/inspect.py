@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 import uproot
 
 from cmsgen.engine.errors import DataNotFoundError, UnreadableFileError
+from cmsgen.engine.sources.rootfile import SIMPLE_INTERPRETATIONS, open_root
 
 log = logging.getLogger(__name__)
 
@@ -211,26 +213,14 @@ def inspect_file(path: str | Path) -> FileStructure:
 # ---------------------------------------------------------------- ROOT files
 
 
-def _describe_open_error(path: Path, error: Exception) -> str:
-    """Turn an uproot opening error into one sentence that names the file and what to do."""
-    text = str(error)
-    if path.stat().st_size == 0:
-        return f"The file {path} is empty (0 bytes); copy it again from its source."
-    if "not a ROOT file" in text or "magic" in text:
-        return f"The file {path} is not a ROOT file; check that it is the file you meant, or convert it to ROOT, CSV or Parquet."
-    return (
-        f"The file {path} cannot be opened as ROOT ({type(error).__name__}); it may be truncated or damaged, "
-        "so copy it again from its source."
-    )
-
-
 def _open_root(path: Path) -> uproot.ReadOnlyDirectory:
-    """Open a ROOT file with memory mapping, or raise ``UnreadableFileError`` with a one-sentence reason."""
-    try:
-        return uproot.open(path, handler=uproot.source.file.MemmapSource)
-    except Exception as error:  # noqa: BLE001 - uproot raises many types for damaged files
-        log.debug("uproot.open failed on %s", path, exc_info=True)
-        raise UnreadableFileError(_describe_open_error(path, error)) from error
+    """Open a ROOT file with memory mapping, or raise ``UnreadableFileError`` with a one-sentence reason.
+
+    The reasons are those of the dataset reader (``rootfile.open_root``), so the
+    Files screen and the report name the same cause, such as a file that does not
+    start with the bytes 'root'.
+    """
+    return open_root(path)
 
 
 def _inspect_root(path: Path, structure: FileStructure) -> None:
@@ -328,8 +318,7 @@ def _probe_first_entry(branch: Any, entries: int) -> str | None:
     try:
         branch.array(entry_start=0, entry_stop=1, library="ak")
     except Exception as error:  # noqa: BLE001 - uproot's deserialisers raise many types
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return f"reading the first entry fails ({type(error).__name__}: {first_line})"
+        return f"reading the first entry fails ({describe_read_error(error)})"
     return None
 
 
@@ -502,23 +491,66 @@ def read_branch_values(path: str | Path, object_path: str, branch: str, max_entr
             values = target.array(entry_stop=max_entries, library="ak")
         except Exception as error:  # noqa: BLE001 - uproot's deserialisers raise many types
             log.debug("reading %s:%s/%s failed", file_path, object_path, branch, exc_info=True)
-            raise UnreadableFileError(
-                f"The branch {branch!r} of {object_path!r} in {file_path} cannot be read "
-                f"({type(error).__name__}); choose another branch, because this type needs the software that wrote it."
-            ) from error
+            raise UnreadableFileError(_read_failure_message(file_path, object_path, branch, target, error)) from error
 
     return _flatten_numeric(values, f"The branch {branch!r} of {object_path!r} in {file_path}")
 
 
-def _flatten_numeric(values: Any, label: str) -> np.ndarray:
-    """Flatten an awkward array of numbers (any nesting) into a 1-D float64 array."""
+def describe_read_error(error: BaseException) -> str:
+    """Return the cause of a failed basket or page read in a few words, for a message in brackets.
+
+    The bare class name of ``zlib.error`` ("error") names no cause, and uproot's
+    ``DeserializationError`` starts with a multi-line dump of the object it read.
+    """
+    if isinstance(error, zlib.error):
+        return f"decompression failed: {error}"
+    if isinstance(error, uproot.deserialization.DeserializationError):
+        # The dump names the class being read: a TBasket there means the basket's header is damaged.
+        subject = "a basket" if "TBasket" in str(error) else "the data"
+        detail = str(getattr(error, "message", "") or "").strip().splitlines()
+        return f"{subject} cannot be deserialised: {detail[0]}" if detail else f"{subject} cannot be deserialised"
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _read_failure_message(file_path: Path, object_path: str, branch: str, target: Any, error: BaseException) -> str:
+    """Return the message of a failed read of ``target``, blaming damage or the type depending on the interpretation.
+
+    uproot reads a branch of a simple interpretation (numbers, jagged numbers,
+    strings) without a class dictionary, so a failure there means damaged
+    bytes. An RNTuple field has no interpretation, and its type was checked when
+    the file was inspected. Object branches fail on damage and on classes that
+    uproot cannot deserialise, so both causes are named.
+    """
+    where = f"The branch {branch!r} of {object_path!r} in {file_path}"
+    detail = describe_read_error(error)
+    interpretation = getattr(target, "interpretation", None)
+    if interpretation is None or type(interpretation).__name__ in SIMPLE_INTERPRETATIONS:
+        typename = getattr(target, "typename", None) or "its type"
+        return (
+            f"{where} cannot be read ({detail}); uproot can read {typename}, so the file may be truncated or damaged: "
+            "copy it again from its source."
+        )
+    if isinstance(interpretation, (uproot.interpretation.objects.AsObjects, uproot.interpretation.objects.AsStridedObjects)):
+        return (
+            f"{where} cannot be read ({detail}); the file may be damaged, or uproot cannot deserialise "
+            f"the class {getattr(target, 'typename', '?')!r}: choose another branch or copy the file again."
+        )
+    return f"{where} cannot be read ({detail}); choose another branch, because this type needs the software that wrote it."
+
+
+def _flatten_numeric(values: Any, label: str, noun: str = "branch") -> np.ndarray:
+    """Flatten an awkward array of numbers (any nesting) into a 1-D float64 array.
+
+    ``noun`` ("branch" or "column") names the kind of ``label`` in the error messages.
+    """
     if ak.fields(values):
         raise UnreadableFileError(f"{label} contains records, not numbers; choose one of its sub-branches for a histogram.")
     try:
         flat = ak.flatten(values, axis=None)
         result = ak.to_numpy(flat).astype(np.float64)
     except (TypeError, ValueError) as error:
-        raise UnreadableFileError(f"{label} contains no plain numbers; choose a numeric branch for a histogram.") from error
+        raise UnreadableFileError(f"{label} contains no plain numbers; choose a numeric {noun} for a histogram.") from error
     return result
 
 
@@ -673,4 +705,4 @@ def _read_table_column(path: Path, column: str, max_entries: int) -> np.ndarray:
             values = ak.from_arrow(arrow_table.column(column))[:max_entries]
     except (pa.ArrowInvalid, KeyError, ValueError) as error:
         raise DataNotFoundError(f"The file {path} has no readable column {column!r}; run inspect to list its columns.") from error
-    return _flatten_numeric(values, f"The column {column!r} in {path}")
+    return _flatten_numeric(values, f"The column {column!r} in {path}", noun="column")

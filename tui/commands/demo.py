@@ -2,12 +2,13 @@
 
 The sample (``cmsgen.engine.sample.write_sample``) is written once into
 ``<cache dir>/sample``. Without ``--headless`` the demo then opens the app on
-the sample. With it, the demo builds the missing-field report, trains a small
+the sample's layout folders, one dataset each. With it, the demo builds the missing-field report, trains a small
 VAE for a few epochs, validates it and prints a summary of each step.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -21,20 +22,44 @@ DEMO_EVENTS = 20_000
 DEMO_EPOCHS = 5
 DEMO_LAYOUT = "csv_pairs"  # the sample folder that the demo trains on
 VALIDATION_EVENTS = 2_000
+# Same as cmsgen.engine.sample.MANIFEST_NAME, which the sample writer saves last, so
+# that it marks a complete sample. Importing that module here would load uproot,
+# awkward and pyarrow before the app's first paint.
+SAMPLE_MANIFEST = "manifest.json"
 
 
 def ensure_sample(cache_dir: Path, n_events: int) -> Path:
-    """Write the synthetic sample into ``cache_dir/sample`` unless its manifest exists, and return that folder."""
-    from cmsgen.engine.sample import MANIFEST_NAME, write_sample
+    """Write the synthetic sample into ``cache_dir/sample`` unless its manifest exists, and return that folder.
 
+    The sample writer is imported only when the sample must be written.
+    """
     sample_dir = cache_dir / "sample"
-    if (sample_dir / MANIFEST_NAME).is_file():
+    if (sample_dir / SAMPLE_MANIFEST).is_file():
         typer.echo(f"sample: reusing {sample_dir}")
         return sample_dir
+
+    from cmsgen.engine.sample import write_sample
+
     typer.echo(f"sample: writing {n_events:,} synthetic dimuon events to {sample_dir}")
     manifest = write_sample(sample_dir, n_events=n_events, seed=0)
     typer.echo(f"sample: {len(manifest.to_dict().get('files', []))} files written")
     return sample_dir
+
+
+def sample_datasets(sample_dir: Path) -> list[Path]:
+    """Return the layout folders of the sample, one dataset each, in the order of its manifest.
+
+    The layouts are separate datasets because a report over all of them would
+    merge three layouts. A manifest without a readable "layouts" list gives the
+    sample folder itself as the one dataset.
+    """
+    try:
+        layouts = json.loads((sample_dir / SAMPLE_MANIFEST).read_text(encoding="utf-8"))["layouts"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("the layouts of the sample %s cannot be read from its manifest (%s); opening the folder as one dataset", sample_dir, error)
+        return [sample_dir]
+    folders = [sample_dir / str(layout) for layout in layouts if (sample_dir / str(layout)).is_dir()]
+    return folders or [sample_dir]
 
 
 def demo_config(data_dir: Path, epochs: int) -> Any:
@@ -116,13 +141,14 @@ def run_demo(headless: bool, runs_dir: Path, cache_dir: Path, events: int, epoch
     if not headless:
         from cmsgen.tui.app import CmsgenApp
 
-        CmsgenApp([sample_dir], runs_dir).run()
+        CmsgenApp(sample_datasets(sample_dir), runs_dir).run()
         return
     data_dir = sample_dir / DEMO_LAYOUT
     print_report(data_dir)
     run_dir = train_demo(data_dir, runs_dir, epochs)
     validate_demo(run_dir, VALIDATION_EVENTS)
-    typer.echo(f"demo: done. Open the app on it with: cmsgen-tui {sample_dir} --runs-dir {runs_dir}")
+    folders = " ".join(str(folder) for folder in sample_datasets(sample_dir))
+    typer.echo(f"demo: done. Open the app on it with: cmsgen-tui {folders} --runs-dir {runs_dir}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,11 +2,13 @@
 
 The tree is built from the dictionaries of ``FileStructure.to_dict()``
 (``{path, format, size_bytes, error, objects: [{path, kind, entries, branches}]}``),
-so it needs no uproot import of its own.
+so it needs no uproot import of its own. Files can be added one at a time while
+they are read (``add_dataset``, ``set_file_count``, ``add_file``).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +39,14 @@ class NodeInfo:
         return (str(self.file), self.object_path, self.branch)
 
 
+def plural(count: int, word: str) -> str:
+    """Return ``count`` and ``word``, with an "s" added unless ``count`` is 1 ("1 entry", "3 branches")."""
+    if count == 1:
+        return f"{count:,} {word}"
+    irregular = {"entry": "entries", "branch": "branches"}
+    return f"{count:,} {irregular.get(word, word + 's')}"
+
+
 def format_bytes(size: object) -> str:
     """Format a byte count as B, kB, MB or GB (decimal units)."""
     if not isinstance(size, (int, float)):
@@ -59,6 +69,32 @@ def branch_matches(branch: dict[str, Any], needle: str) -> bool:
     return any(branch_matches(child, needle) for child in branch.get("children") or [])
 
 
+@dataclass
+class DatasetEntry:
+    """Dataset of the tree, with its path, the structures of the files read so far and its number of files."""
+
+    path: Path
+    files: list[dict[str, Any]] = field(default_factory=list)
+    n_files: int | None = None  # None while the files are still being listed
+    error: str | None = None  # the reason the files cannot be listed
+    node: TreeNode[NodeInfo] | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.n_files is not None and len(self.files) >= self.n_files
+
+    def label(self) -> Text:
+        if self.error is not None:
+            return Text.assemble((str(self.path), "bold"), ("  unreadable", "bold red"))
+        if self.n_files is None:
+            status = "listing files…"
+        elif self.complete:
+            status = plural(self.n_files, "file")
+        else:
+            status = f"{len(self.files)} of {plural(self.n_files, 'file')} read…"
+        return Text.assemble((str(self.path), "bold"), f"  {status}")
+
+
 class DatasetTree(Tree[NodeInfo]):
     """Tree of the Files screen, in which j/k/h/l move like the arrow keys."""
 
@@ -75,7 +111,8 @@ class DatasetTree(Tree[NodeInfo]):
         super().__init__("Datasets", data=NodeInfo("root"), id=id)
         self.show_root = False
         self.guide_depth = 2
-        self._datasets: list[tuple[Path, list[dict[str, Any]]]] = []
+        self._datasets: list[DatasetEntry] = []
+        self._needle = ""
 
     def action_collapse_or_parent(self) -> None:
         node = self.cursor_node
@@ -97,38 +134,108 @@ class DatasetTree(Tree[NodeInfo]):
 
     def set_datasets(self, datasets: list[tuple[Path, list[dict[str, Any]]]], needle: str = "") -> None:
         """Replace the tree content with ``datasets``, a list of (dataset path, file structures) pairs."""
-        self._datasets = datasets
+        self._datasets = [DatasetEntry(path, list(files), len(files)) for path, files in datasets]
         self.apply_filter(needle)
+
+    def add_dataset(self, path: Path) -> int:
+        """Append a dataset whose files are not listed yet and return its index for ``add_file``."""
+        entry = DatasetEntry(Path(path))
+        self._datasets.append(entry)
+        self._add_dataset_node(entry)
+        if len(self._datasets) == 1:
+            self.move_cursor(entry.node)
+        return len(self._datasets) - 1
+
+    def set_file_count(self, index: int, n_files: int) -> None:
+        """Record how many files dataset ``index`` has, once its paths are listed."""
+        entry = self._datasets[index]
+        entry.n_files = n_files
+        if entry.node is not None:
+            entry.node.set_label(entry.label())
+
+    def set_dataset_error(self, index: int, error: str) -> None:
+        """Mark dataset ``index`` as one whose files cannot be listed, for the reason ``error``."""
+        entry = self._datasets[index]
+        entry.error = error
+        entry.n_files = 0
+        if entry.node is not None:
+            entry.node.set_label(entry.label())
+            entry.node.data = NodeInfo("dataset", file=entry.path, details={"error": error})
+            entry.node.allow_expand = False
+
+    def dataset_count(self) -> int:
+        return len(self._datasets)
+
+    def file_count(self) -> int:
+        """Return how many files of every dataset are read so far."""
+        return sum(len(entry.files) for entry in self._datasets)
+
+    def add_file(self, index: int, structure: dict[str, Any]) -> int:
+        """Add one file structure to dataset ``index`` and return how many of its branches are shown.
+
+        Files may arrive in any order and are kept sorted by path. The cursor
+        stays on its node, so files can arrive while the user browses.
+        """
+        entry = self._datasets[index]
+        path = str(structure.get("path", ""))
+        position = bisect.bisect([str(item.get("path", "")) for item in entry.files], path)
+        entry.files.insert(position, structure)
+        if entry.node is None:
+            return 0
+        entry.node.set_label(entry.label())
+        following = [child for child in entry.node.children if child.data is not None and str(child.data.file) > path]
+        before = following[0] if following else None
+        return self._add_file(entry.node, structure, self._needle, expand_files=self._expand_files(entry), before=before)
 
     def apply_filter(self, needle: str) -> int:
         """Rebuild the tree with only the branches whose name contains ``needle`` and return how many are shown.
 
         Objects whose path contains ``needle`` stay listed. An empty ``needle`` shows everything.
         """
-        needle = needle.strip().lower()
+        self._needle = needle.strip().lower()
         self.clear()
         shown = 0
-        for dataset_path, files in self._datasets:
-            dataset_node = self.root.add(
-                Text.assemble((str(dataset_path), "bold"), f"  {len(files)} file(s)"),
-                data=NodeInfo("dataset", file=dataset_path),
-                expand=True,
-            )
-            for structure in files:
-                shown += self._add_file(dataset_node, structure, needle, expand_files=len(files) <= 3)
+        for entry in self._datasets:
+            self._add_dataset_node(entry)
+            for structure in entry.files:
+                shown += self._add_file(entry.node, structure, self._needle, expand_files=self._expand_files(entry))
         if self.root.children:
             self.move_cursor(self.root.children[0])
         return shown
 
-    def _add_file(self, parent: TreeNode[NodeInfo], structure: dict[str, Any], needle: str, expand_files: bool) -> int:
+    def _add_dataset_node(self, entry: DatasetEntry) -> None:
+        info = NodeInfo("dataset", file=entry.path, details={"error": entry.error} if entry.error else {})
+        if entry.error is not None:
+            entry.node = self.root.add_leaf(entry.label(), data=info)
+        else:
+            entry.node = self.root.add(entry.label(), data=info, expand=True)
+
+    @staticmethod
+    def _expand_files(entry: DatasetEntry) -> bool:
+        # Files of a small dataset start expanded. A dataset still being listed counts as large.
+        return entry.n_files is not None and entry.n_files <= 3
+
+    def _add_file(
+        self,
+        parent: TreeNode[NodeInfo],
+        structure: dict[str, Any],
+        needle: str,
+        expand_files: bool,
+        before: TreeNode[NodeInfo] | None = None,
+    ) -> int:
         path = Path(structure.get("path", "?"))
         label = Text.assemble(
             (path.name, "bold"),
             f"  {structure.get('format', '?')}, {format_bytes(structure.get('size_bytes'))}",
         )
+        info = NodeInfo("file", file=path, details=structure)
         if structure.get("error"):
+            # A file that cannot be opened has nothing to expand, and the filter never lists it.
             label.append("  unreadable", style="bold red")
-        file_node = parent.add(label, data=NodeInfo("file", file=path, details=structure), expand=bool(needle) or expand_files)
+            if not needle:
+                parent.add_leaf(label, data=info, before=before)
+            return 0
+        file_node = parent.add(label, data=info, before=before, expand=bool(needle) or expand_files)
         shown = 0
         for obj in structure.get("objects") or []:
             branches = [b for b in obj.get("branches") or [] if not needle or branch_matches(b, needle)]
@@ -138,7 +245,7 @@ class DatasetTree(Tree[NodeInfo]):
             object_label = Text.assemble(
                 (str(obj.get("path", "?")), "cyan"),
                 f"  {obj.get('kind', '?')}",
-                f", {entries:,} entries" if isinstance(entries, int) else "",
+                f", {plural(entries, 'entry')}" if isinstance(entries, int) else "",
             )
             object_node = file_node.add(
                 object_label,
