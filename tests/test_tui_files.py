@@ -296,3 +296,22 @@ def test_histogram_title_fits_small_plot() -> None:
     assert narrow == "Event"
     rendered = plots.to_rich_text(plots.render_histogram(histogram, 42, 16, narrow)).plain
     assert rendered.splitlines()[0].strip() == f"Event ({outside} outside the range)"
+
+
+@run_async
+async def test_files_unexpected_histogram_error(cms_data: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def broken_read(*args: object) -> np.ndarray:
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr("cmsgen.engine.sources.inspect.read_branch_values", broken_read)
+    app = CmsgenApp([cms_data / "uproot-Zmumu.root"], tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert await wait_for(pilot, lambda: screen.loaded, tries=400)
+        for _ in range(7):
+            await pilot.press("j")
+        plot = screen.query_one("#files-plot", PlotView)
+
+        assert await wait_for(pilot, lambda: "planted failure" in plot.message, tries=400)
+        assert not screen.building
+        assert plot.renderer is None

@@ -389,6 +389,12 @@ class FilesScreen(Screen[None]):
             log.warning("histogram of %s:%s/%s failed", file, object_path, branch, exc_info=True)
             self.post_message(HistogramFailed(key, f"{branch} cannot be histogrammed: {error}"))
             return
+        except Exception as error:  # noqa: BLE001 - any other failure must still end the "Building…" state
+            log.exception("histogram of %s:%s/%s failed unexpectedly", file, object_path, branch)
+            self.post_message(
+                HistogramFailed(key, f"{branch} could not be read ({type(error).__name__}: {error}); the traceback is in the log file.")
+            )
+            return
         self.post_message(HistogramReady(key, histogram))
 
     def on_histogram_ready(self, message: HistogramReady) -> None:
