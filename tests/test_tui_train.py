@@ -54,7 +54,7 @@ async def test_train_starts_real_run(cms_data: Path, tmp_path: Path) -> None:
         await pilot.press("s")
 
         monitor = screen.query_one(RunMonitor)
-        assert screen.process is not None
+        assert await wait_for(pilot, lambda: screen.process is not None, tries=400)
         assert monitor.run_dir is not None
         assert await wait_for(pilot, lambda: monitor.rows_received > 0, tries=1200)
         assert "loss_critic" in monitor.history.loss_names()
@@ -191,7 +191,7 @@ async def test_attach_option_fills_form(tmp_path: Path) -> None:
         # The Select's own Changed message for its initial value must not bring the sample config back.
         await pilot.pause()
         assert screen.query_one("#train-config-path", Input).value == str(config)
-        assert screen.query_one("#train-data", Input).value.endswith("Zmumu_Run2011A.csv")
+        assert await wait_for(pilot, lambda: screen.query_one("#train-data", Input).value.endswith("Zmumu_Run2011A.csv"))
 
 
 @run_async

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select
 
@@ -44,6 +45,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DATA_FROM_CONFIG = "from config"
 DATA_EDITED = "edited"
 DATA_CONFIG_INVALID = "invalid config"
+DATA_READING = "reading config…"
 # The timestamp that the Train screen appends to a run name, with an optional "-N" counter.
 RUN_NAME_SUFFIX = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
 # The config as edited in the form, written into the new run directory before the
@@ -60,6 +62,28 @@ def find_sample_configs() -> list[Path]:
             for path in sorted(folder.glob("*.toml")):
                 configs[path.resolve()] = None
     return list(configs)
+
+
+class ConfigDataRead(Message):
+    """The data paths of a config read in a worker, or the error that made the config invalid."""
+
+    def __init__(self, config: Path, paths: tuple[str, ...] | None, error: str | None) -> None:
+        super().__init__()
+        self.config = config
+        self.paths = paths
+        self.error = error
+
+
+class RunPrepared(Message):
+    """The requested config of a new run, validated and written into its run directory, or why that failed."""
+
+    def __init__(self, name: str, run_dir: Path, config_path: Path | None, title: str = "", error: str = "") -> None:
+        super().__init__()
+        self.name = name
+        self.run_dir = run_dir
+        self.config_path = config_path
+        self.title = title
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -224,6 +248,7 @@ class TrainScreen(Screen[None]):
         self._shown_config: Path | None = None
         self._config_data_text: str | None = None
         self._config_invalid = False
+        self._preparing = False
 
     def compose(self) -> ComposeResult:
         configs = find_sample_configs()
@@ -301,12 +326,12 @@ class TrainScreen(Screen[None]):
         return Path(str(chosen))
 
     def show_config_data(self) -> None:
-        """Fill the Data field with the data paths of the chosen config, read with the engine's config loader.
+        """Fill the Data field with the data paths of the chosen config, read in a worker with the engine's loader.
 
-        An invalid config empties the field and shows its error once.
+        Loading a config imports torch and scipy the first time, because it checks the model
+        and validation keys, so it stays off the UI thread. An invalid config empties the
+        field and shows its error once.
         """
-        from cmsgen.engine.errors import CmsgenError
-
         config = self.chosen_config()
         if config == self._shown_config:
             return
@@ -318,16 +343,32 @@ class TrainScreen(Screen[None]):
             data.value = ""
             self._update_data_source()
             return
+        self.query_one("#train-data-source", Label).update(DATA_READING)
+        self._read_config_data(config)
+
+    @work(thread=True, exclusive=True, group="train-config", exit_on_error=False, description="read a training config")
+    def _read_config_data(self, config: Path) -> None:
+        from cmsgen.engine.errors import CmsgenError
+
         try:
             paths = read_config_data(config)
         except CmsgenError as error:
             log.warning("invalid training config %s: %s", config, error.message)
+            self.post_message(ConfigDataRead(config, None, error.message))
+            return
+        self.post_message(ConfigDataRead(config, paths, None))
+
+    def on_config_data_read(self, message: ConfigDataRead) -> None:
+        if message.config != self._shown_config:
+            return  # the user picked another config meanwhile
+        data = self.query_one("#train-data", Input)
+        if message.paths is None:
             self._config_invalid = True
             data.value = ""
             self._update_data_source()
-            self.notify(f"Config {config} is invalid: {error.message}", title="Invalid config", severity="error", timeout=10)
+            self.notify(f"Config {message.config} is invalid: {message.error}", title="Invalid config", severity="error", timeout=10)
             return
-        self._config_data_text = shlex.join(paths)
+        self._config_data_text = shlex.join(message.paths)
         data.value = self._config_data_text
         data.cursor_position = 0
         self._update_data_source()
@@ -413,8 +454,6 @@ class TrainScreen(Screen[None]):
     # ----------------------------------------------------------------- start, stop and resume
 
     def action_start(self) -> None:
-        from cmsgen.engine.errors import CmsgenError
-
         if self.process is not None and self.process.poll() is None:
             self.notify("A run started here is still running. Stop it (x) before you start another.", severity="warning")
             return
@@ -423,21 +462,41 @@ class TrainScreen(Screen[None]):
         except SettingsError as error:
             self.notify(str(error), title="Invalid setting", severity="error", timeout=8)
             return
+        if self._preparing:
+            self.notify("The run is being prepared: wait a moment.", severity="warning")
+            return
         runs_dir: Path = self.app.runs_dir  # type: ignore[attr-defined]
-        run_dir = runs_dir / settings.name
+        self._preparing = True
+        self._prepare_run(settings, runs_dir / settings.name)
+
+    @work(thread=True, exclusive=True, group="train-prepare", exit_on_error=False, description="prepare a training run")
+    def _prepare_run(self, settings: TrainSettings, run_dir: Path) -> None:
+        """Validate the edited config and write it into the new run directory, off the UI thread."""
+        from cmsgen.engine.errors import CmsgenError
+
         try:
             config_path = write_requested_config(settings, run_dir)
         except CmsgenError as error:
             log.warning("invalid training config %s: %s", settings.config, error.message, exc_info=True)
-            self.app.show_error("Invalid config", error.message)  # type: ignore[attr-defined]
+            self.post_message(RunPrepared(settings.name, run_dir, None, "Invalid config", error.message))
             return
         except OSError as error:
             log.warning("cannot write into %s", run_dir, exc_info=True)
-            self.app.show_error("Cannot create the run", f"Cannot write into {run_dir}: {error.strerror}.")  # type: ignore[attr-defined]
+            self.post_message(
+                RunPrepared(settings.name, run_dir, None, "Cannot create the run", f"Cannot write into {run_dir}: {error.strerror}.")
+            )
             return
-        self._launch(run_dir, [str(config_path), "--run-dir", str(runs_dir), "--name", settings.name])
+        self.post_message(RunPrepared(settings.name, run_dir, config_path))
+
+    def on_run_prepared(self, message: RunPrepared) -> None:
+        self._preparing = False
+        if message.config_path is None:
+            self.app.show_error(message.title, message.error)  # type: ignore[attr-defined]
+            return
+        runs_dir = message.run_dir.parent
+        self._launch(message.run_dir, [str(message.config_path), "--run-dir", str(runs_dir), "--name", message.name])
         self.set_focus(None)
-        self.notify(f"Started run {settings.name} (process {self.process.pid}).", title="Training")  # type: ignore[union-attr]
+        self.notify(f"Started run {message.name} (process {self.process.pid}).", title="Training")  # type: ignore[union-attr]
 
     def _launch(self, run_dir: Path, arguments: list[str]) -> None:
         self.process_run = run_dir
