@@ -183,6 +183,17 @@ def test_user_layout_rejects_unknown_key(tmp_path: Path) -> None:
         load_layout_file(layout_file)
 
 
+def test_user_layout_rejects_text_indices(tmp_path: Path) -> None:
+    layout_file = tmp_path / "bad.toml"
+    layout_file.write_text(
+        'name = "bad"\n[detect]\nrequired = ["pt1"]\n'
+        '[collections.muons]\nkind = "flat"\nindices = ["A", "B"]\n'
+        '[collections.muons.fields]\npt = "pt{i}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"indices = \['A', 'B'\] is invalid"):
+        load_layout_file(layout_file)
+
+
 def test_builtin_layouts_all_load() -> None:
     names = {layout.name for layout in available_layouts()}
     assert {"csv-pairs", "four-lepton", "hep-tutorial", "nanoaod", "poet", "cmssw-aod"} <= names
@@ -206,7 +217,7 @@ def test_non_root_file_error(tmp_path: Path) -> None:
 
 
 def test_feature_set_rejects_bad_option() -> None:
-    with pytest.raises(ConfigError, match="data.n = 0"):
+    with pytest.raises(ConfigError, match="data.options.n = 0"):
         get_feature_set("leading-objects", n=0)
     with pytest.raises(ConfigError, match="unknown"):
         get_feature_set("trijet")
@@ -257,3 +268,11 @@ def test_prefetched_keeps_order_and_errors() -> None:
     assert seen == [1, 2]
     assert list(prefetched(iter(range(5)))) == [0, 1, 2, 3, 4]
     assert list(prefetched(iter([]))) == []
+
+
+def test_read_failure_names_cause_without_dump() -> None:
+    from cmsgen.engine.sources.dataset import read_failure
+
+    message = read_failure("f.root", 0, 10, OSError("expected Chunk of length 112,\nreceived 0 bytes"))
+
+    assert message == "Reading entries 0-10 of f.root failed (OSError: expected Chunk of length 112); the file may be truncated: copy it again."

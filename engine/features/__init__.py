@@ -6,13 +6,16 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
 
 from cmsgen.engine.errors import NoEventsError, UnreadableFileError
 from cmsgen.engine.features.sets import FEATURE_SET_NAMES, FeatureSet, get_feature_set
+
+if TYPE_CHECKING:
+    from cmsgen.engine.layouts.registry import Layout
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +48,12 @@ def load_features(
     feature_set: str | FeatureSet,
     options: dict[str, Any] | None = None,
     max_events: int | None = None,
-    layout: str | None = None,
+    layout: str | Layout | None = None,
     step_size: int = 200_000,
     deduplicate: bool = True,
     dask: Any = None,
     progress: Callable[[float, str], None] | None = None,
+    layout_files: tuple[str | Path, ...] = (),
 ) -> FeatureTable:
     """Read a dataset chunk by chunk and return the feature matrix of the selected events.
 
@@ -65,11 +69,13 @@ def load_features(
     ``tcp://host:8786``. The result equals the serial one (same rows, order and
     ``n_read``), but every file is read in full even when ``max_events`` is reached early.
     ``progress`` is called with the fraction of entries read and a message as reading goes on.
+    ``layout`` forces a layout by name or object; ``layout_files`` are layout TOML files that
+    detection considers with the known layouts.
     """
     from cmsgen.engine.sources import open_dataset
 
     fs = feature_set if isinstance(feature_set, FeatureSet) else get_feature_set(feature_set, **(options or {}))
-    dataset = open_dataset(paths, layout=layout)
+    dataset = open_dataset(paths, layout=layout, layout_files=layout_files)
     if dask is not None and dataset.layout is not None:
         chunks = _dask_chunks(dataset, fs, step_size, deduplicate, dask, progress)
     else:

@@ -321,7 +321,7 @@ def get_feature_set(name: str, **options: Any) -> FeatureSet:
         _check_options(name, options, allowed)
         opposite = options.get("opposite_charge", True)
         if not isinstance(opposite, bool):
-            raise ConfigError(f"data.opposite_charge = {opposite!r} is invalid; expected true or false.")
+            raise ConfigError(f"data.options.opposite_charge = {opposite!r} is invalid; expected true or false.")
         return FeatureSet(
             name="dimuon",
             collection="muons",
@@ -337,15 +337,15 @@ def get_feature_set(name: str, **options: Any) -> FeatureSet:
         _check_options(name, options, allowed)
         collection = options.get("collection", "muons")
         if collection not in COLLECTION_PREFIX:
-            raise ConfigError(f"data.collection = {collection!r} is invalid; allowed: {', '.join(COLLECTION_PREFIX)}.")
+            raise ConfigError(f"data.options.collection = {collection!r} is invalid; allowed: {', '.join(COLLECTION_PREFIX)}.")
         n = options.get("n", 2)
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
-            raise ConfigError(f"data.n = {n!r} is invalid; expected an integer from 1 to 10.")
+            raise ConfigError(f"data.options.n = {n!r} is invalid; expected an integer from 1 to 10.")
         fields = tuple(options.get("fields", ("pt", "eta", "phi")))
         bad = [f for f in fields if f not in FIELD_KINDS]
         if bad or "pt" not in fields:
             raise ConfigError(
-                f"data.fields = {list(fields)!r} is invalid; use fields from {', '.join(FIELD_KINDS)} and include pt."
+                f"data.options.fields = {list(fields)!r} is invalid; use fields from {', '.join(FIELD_KINDS)} and include pt."
             )
         return FeatureSet(
             name="leading-objects",
@@ -368,5 +368,5 @@ def _check_options(name: str, options: dict[str, Any], allowed: set[str]) -> Non
 def _min_pt(options: dict[str, Any]) -> float:
     value = options.get("min_pt", 0.0)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"data.min_pt = {value!r} is invalid; expected a number of GeV >= 0.")
+        raise ConfigError(f"data.options.min_pt = {value!r} is invalid; expected a number of GeV >= 0.")
     return float(value)

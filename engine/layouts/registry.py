@@ -134,7 +134,10 @@ def parse_layout(data: dict[str, Any], source: str) -> Layout:
             if key not in INPUT_FIELDS:
                 raise ConfigError(f"{where}: unknown field {key!r}; allowed: {', '.join(INPUT_FIELDS)}.")
             fields[key] = _field_spec(key, value, where)
-        indices = tuple(int(i) for i in table.get("indices", ()))
+        raw_indices = table.get("indices", ())
+        if not isinstance(raw_indices, list | tuple) or not all(isinstance(i, int) and not isinstance(i, bool) for i in raw_indices):
+            raise ConfigError(f"{where}: indices = {raw_indices!r} is invalid; give a list of integers, for example [1, 2].")
+        indices = tuple(raw_indices)
         if kind == "flat" and not indices:
             raise ConfigError(f"{where}: a flat collection needs 'indices', for example [1, 2].")
         collections[collection_name] = CollectionSpec(

@@ -18,7 +18,15 @@ from cmsgen.engine.errors import CmsgenError, UnreadableFileError
 from cmsgen.engine.layouts.registry import FieldSpec, Layout, LayoutChoice, available_layouts, detect_layout
 from cmsgen.engine.sources.csvfile import CsvHeader, count_rows, iterate_csv, read_header
 from cmsgen.engine.sources.discovery import DataFile, discover_files
-from cmsgen.engine.sources.rootfile import TreeInfo, branch_types, is_rntuple, judge_branch, list_trees, open_root
+from cmsgen.engine.sources.rootfile import (
+    TreeInfo,
+    branch_types,
+    describe_read_error,
+    is_rntuple,
+    judge_branch,
+    list_trees,
+    open_root,
+)
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +310,7 @@ class Dataset:
 
 def read_failure(path: Path | str, start: int, stop: int, error: BaseException) -> str:
     """Return the message of a failed read of entries ``start`` to ``stop`` of a ROOT file."""
-    text = str(error)
-    first_line = text.splitlines()[0] if text else ""
-    return f"Reading entries {start}-{stop} of {path} failed ({type(error).__name__}: {first_line}); the file may be truncated: copy it again."
+    return f"Reading entries {start}-{stop} of {path} failed ({describe_read_error(error)}); the file may be truncated: copy it again."
 
 
 def needed_branches(layout: Layout, entry: FileEntry) -> set[RawKey]:

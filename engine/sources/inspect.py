@@ -18,7 +18,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import uproot
 
 from cmsgen.engine.errors import DataNotFoundError, UnreadableFileError
-from cmsgen.engine.sources.rootfile import SIMPLE_INTERPRETATIONS, open_root
+from cmsgen.engine.sources.rootfile import SIMPLE_INTERPRETATIONS, describe_read_error, open_root
 
 log = logging.getLogger(__name__)
 
@@ -494,23 +493,6 @@ def read_branch_values(path: str | Path, object_path: str, branch: str, max_entr
             raise UnreadableFileError(_read_failure_message(file_path, object_path, branch, target, error)) from error
 
     return _flatten_numeric(values, f"The branch {branch!r} of {object_path!r} in {file_path}")
-
-
-def describe_read_error(error: BaseException) -> str:
-    """Return the cause of a failed basket or page read in a few words, for a message in brackets.
-
-    The bare class name of ``zlib.error`` ("error") names no cause, and uproot's
-    ``DeserializationError`` starts with a multi-line dump of the object it read.
-    """
-    if isinstance(error, zlib.error):
-        return f"decompression failed: {error}"
-    if isinstance(error, uproot.deserialization.DeserializationError):
-        # The dump names the class being read: a TBasket there means the basket's header is damaged.
-        subject = "a basket" if "TBasket" in str(error) else "the data"
-        detail = str(getattr(error, "message", "") or "").strip().splitlines()
-        return f"{subject} cannot be deserialised: {detail[0]}" if detail else f"{subject} cannot be deserialised"
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _read_failure_message(file_path: Path, object_path: str, branch: str, target: Any, error: BaseException) -> str:

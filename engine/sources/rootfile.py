@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,22 @@ def judge_branch(branch: Any, probe: bool = True) -> str | None:
     except Exception as error:
         return f"cannot be deserialised by uproot ({type(error).__name__}) for type {branch.typename}"
     return None
+
+
+def describe_read_error(error: BaseException) -> str:
+    """Return the cause of a failed basket or page read in a few words, for a message in brackets.
+
+    The bare class name of ``zlib.error`` ("error") names no cause, and uproot's
+    ``DeserializationError`` starts with a multi-line dump of the object it read.
+    """
+    if isinstance(error, zlib.error):
+        return f"decompression failed: {error}"
+    if isinstance(error, uproot.deserialization.DeserializationError):
+        # The dump names the class being read: a TBasket there means the basket's header is damaged.
+        subject = "a basket" if "TBasket" in str(error) else "the data"
+        detail = str(getattr(error, "message", "") or "").strip().splitlines()
+        return f"{subject} cannot be deserialised: {detail[0]}" if detail else f"{subject} cannot be deserialised"
+    text = str(error).strip()
+    # uproot's first lines end in a comma where its message goes on ("expected Chunk of length 112,").
+    first_line = text.splitlines()[0].rstrip(",;: ") if text else ""
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__

@@ -257,10 +257,7 @@ def _check_feature_set(name: str, options: dict[str, Any]) -> None:
     """
     from cmsgen.engine.features import get_feature_set
 
-    try:
-        feature_set = get_feature_set(name, **options)
-    except ConfigError as error:
-        raise ConfigError(_options_key(error.message, options)) from None
+    feature_set = get_feature_set(name, **options)  # raises ConfigError naming data.feature_set or data.options.<name>
 
     # The trainer selects the best checkpoint by the W1 distance of the invariant mass, so a
     # feature set that cannot give a mass fails here, not after the data is read. The trial row
@@ -282,16 +279,6 @@ def _check_feature_set(name: str, options: dict[str, Any]) -> None:
             f"{key} is invalid: the w1_mass metric that selects the best checkpoint needs the invariant "
             f"mass of at least two objects ({error.message}).{advice}"
         ) from None
-
-
-def _options_key(message: str, options: Mapping[str, Any]) -> str:
-    """Return ``message`` with a feature-set option named by its full config key ``data.options.<name>``."""
-    # NOTE: engine/features/sets.py names its options "data.<name>", so the prefix is fixed here.
-    for name in options:
-        prefix = f"data.{name} "
-        if message.startswith(prefix):
-            return f"data.options.{name} " + message[len(prefix) :]
-    return message
 
 
 def _layout_files(value: Any, base_dir: Path) -> tuple[str, ...]:

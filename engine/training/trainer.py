@@ -473,7 +473,7 @@ class Trainer:
             data.feature_set,
             options=data.options,
             max_events=data.max_events,
-            layout=self._layout(),
+            layout_files=data.layout_files,
             dask=data.dask,
             progress=lambda fraction, message: self._notify("load", {"fraction": fraction, "message": message}),
         )
@@ -499,20 +499,6 @@ class Trainer:
         )
         self._write(self.run_dir.data_path, lambda p: save_splits(splits, p))
         return splits
-
-    def _layout(self) -> Any:
-        """Return the layout detected among the known layouts and ``data.layout_files``, or None without layout files.
-
-        NOTE: ``load_features`` takes no layout files, so the dataset is opened once here to detect
-        the layout with them, and the chosen layout is then forced. Without layout files,
-        ``load_features`` detects the layout itself.
-        """
-        if not self.config.data.layout_files:
-            return None
-        from cmsgen.engine.sources import open_dataset
-
-        dataset = open_dataset(list(self.config.data.paths), layout_files=self.config.data.layout_files)
-        return dataset.layout
 
     def _column_kinds(self, splits: Splits) -> tuple[str, ...]:
         kinds = tuple(self.feature_set.kinds)
