@@ -107,11 +107,11 @@ def test_tmux_report_train_validate(cms_data: Path, tmp_path: Path) -> None:
         assert "finished 2 epochs" in screen, screen
 
         terminal.send("5")
-        terminal.wait_for("Validate")
+        terminal.wait_for("Full plot")  # a key of the Validate screen's footer
         terminal.settle()
         terminal.send("s")
-        screen = terminal.wait_for("real vs generated", timeout=120)
-        assert "real vs generated" in screen, screen
+        screen = terminal.wait_for("━ real  ━ generated", timeout=120)
+        assert "━ real  ━ generated" in screen, screen
         assert any(mark in screen for mark in ("pass", "warn", "fail"))
 
         terminal.send("q")
