@@ -112,6 +112,27 @@ def test_history_separates_losses() -> None:
     assert values.tolist() == [3.0]
 
 
+def test_history_rewinds_on_rewritten_file() -> None:
+    history = MetricHistory()
+    history.add_rows({"step": step, "loss": float(step)} for step in range(1, 11))
+    # A resumed run rewrote the file up to its checkpoint at step 6; the tail reads it again from the start.
+    history.add_rows({"step": step, "loss": float(step)} for step in range(1, 7))
+    history.add_rows([{"step": 7, "loss": 70.0}])
+
+    steps, values = history.series("loss")
+    assert steps.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    assert values[-1] == 70.0
+    assert len(history) == 7
+
+
+def test_history_keeps_rows_of_same_step() -> None:
+    history = MetricHistory()
+    history.add_rows([{"step": 30, "loss": 1.0}, {"step": 30, "w1_mass": 2.5}, {"step": 31, "loss": 0.9}])
+
+    assert history.series("loss")[0].tolist() == [30.0, 31.0]
+    assert history.series("w1_mass")[0].tolist() == [30.0]
+
+
 def test_thin_bounds_points() -> None:
     steps = np.arange(100_000, dtype=float)
     values = np.sin(steps / 1000)

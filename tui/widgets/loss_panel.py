@@ -50,9 +50,17 @@ class _GrowingArray:
     def view(self) -> np.ndarray:
         return self._data[: self.size]
 
+    def truncate(self, size: int) -> None:
+        self.size = min(self.size, size)
+
 
 class MetricHistory:
-    """Every value of every numeric metric seen so far, keyed by metric name, with its step."""
+    """Every value of every numeric metric seen so far, keyed by metric name, with its step.
+
+    Steps only grow within a run. A row with a smaller step than the last one means the file
+    was rewritten from an earlier step (a resumed run drops the lines after its checkpoint),
+    so the values from that step on are dropped before the row is added.
+    """
 
     def __init__(self) -> None:
         self._steps: dict[str, _GrowingArray] = {}
@@ -71,6 +79,8 @@ class MetricHistory:
             step = row.get("step")
             if not isinstance(step, (int, float)):
                 continue
+            if self.last_row and step < self.last_row.get("step", step):
+                self._rewind(float(step))
             for key, value in row.items():
                 if key == "step" or isinstance(value, bool) or not isinstance(value, (int, float)):
                     continue
@@ -84,6 +94,13 @@ class MetricHistory:
         if count:
             self.version += 1
         return count
+
+    def _rewind(self, step: float) -> None:
+        """Drop every value logged at ``step`` or later."""
+        for key, steps in self._steps.items():
+            keep = int(np.searchsorted(steps.view(), step, side="left"))
+            steps.truncate(keep)
+            self._values[key].truncate(keep)
 
     @property
     def names(self) -> list[str]:
