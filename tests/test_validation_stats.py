@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,11 +10,11 @@ import pytest
 import scipy.stats
 
 from cmsgen.engine.errors import ConfigError
-from cmsgen.engine.features import get_feature_set
+from cmsgen.engine.features import get_feature_set, load_features
 from cmsgen.engine.validation import compare_histograms, histogram_1d, shared_edges, validate_arrays
 from cmsgen.engine.validation import multivariate, univariate
 from cmsgen.engine.validation.physics import toy_dimuon_events
-from cmsgen.engine.validation.report import ValidationSettings, judge_distance
+from cmsgen.engine.validation.report import ValidationSettings, figure_bins, judge_distance
 
 
 def test_ks_matches_scipy() -> None:
@@ -161,6 +162,46 @@ def test_kpd_separates_shift_from_null() -> None:
     assert shifted.value > 10 * (abs(null.value) + null.error)
 
 
+def _kpd_null_values(events: np.ndarray, sizes: tuple[int, ...], seeds: range) -> tuple[np.ndarray, np.ndarray]:
+    """Return the KPD values and errors of two disjoint random subsets of ``events`` per size and seed."""
+    values, errors = [], []
+    for size in sizes:
+        for seed in seeds:
+            order = np.random.default_rng(seed).permutation(len(events))
+            first, second = multivariate.standardise(events[order[:size]], events[order[size : 2 * size]])
+            result = multivariate.kernel_physics_distance(first, second, seed=seed)
+            values.append(result.value)
+            errors.append(result.error)
+    return np.asarray(values), np.asarray(errors)
+
+
+def test_kpd_unbiased_on_toy_null() -> None:
+    # Opposite-sign toy Z events like the selected real data, without the Breit-Wigner tails
+    # that reach 1e10 GeV. The muon pt keeps a long tail.
+    events = toy_dimuon_events(8_000, seed=20, gamma=0.0, same_sign_fraction=0.0)
+    values, errors = _kpd_null_values(events, (500, 1_000, 4_000), range(8))
+    # With replacement and a batch as large as the sample, every one of the 24 values was positive.
+    positive = np.mean(values > 0)
+    assert 0.25 <= positive <= 0.75
+    assert np.all(np.abs(values) <= 3 * errors)
+
+
+def test_kpd_unbiased_on_real_null(shared_data: Path) -> None:
+    fs = get_feature_set("dimuon")
+    events = load_features([str(shared_data / "cms" / "Zmumu_Run2011A.csv")], fs).values
+    values, errors = _kpd_null_values(events, (500, 1_000, 4_000), range(8))
+    positive = np.mean(values > 0)
+    assert 0.25 <= positive <= 0.75
+    assert np.all(np.abs(values) <= 3 * errors)
+
+
+def test_kpd_batches_are_distinct_halves() -> None:
+    rng = np.random.default_rng(21)
+    result = multivariate.kernel_physics_distance(rng.normal(size=(600, 3)), rng.normal(size=(400, 3)), 5, 5_000, seed=0)
+    assert result.details["batch_size"] == 200
+    assert result.error > 0
+
+
 def test_classifier_auc_null_and_shift() -> None:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(6_000, 3))
@@ -257,3 +298,44 @@ def test_report_rejects_wrong_shape() -> None:
     fs = get_feature_set("dimuon")
     with pytest.raises(ConfigError, match="7 columns"):
         validate_arrays(np.zeros((100, 3)), np.zeros((100, 3)), fs)
+
+
+def test_figure_bins_follow_sample_size() -> None:
+    assert figure_bins(50, 25) == 5
+    assert figure_bins(50, 511) == 22
+    assert figure_bins(50, 100_000) == 50
+    assert figure_bins(50, 3) == 5
+
+
+def test_jsd_baseline_of_small_halves_stays_low() -> None:
+    # 25 against 25 events from one distribution, as in the baseline of a 50-event test split.
+    # In 50 bins their JSD has a median near 0.6, close to the maximum of 1.
+    bins = figure_bins(50, 25)
+    values = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        first, second = rng.normal(size=25), rng.normal(size=25)
+        counts = univariate.binned_counts(first, second, shared_edges(first, "real", bins))
+        values.append(univariate.jensen_shannon(*counts, 5, 0).value)
+    assert np.median(values) < 0.2
+
+
+def test_report_small_sample_warns_and_adapts_bins() -> None:
+    fs = get_feature_set("dimuon")
+    real, generated = toy_dimuon_events(60, seed=30), toy_dimuon_events(2_000, seed=31)
+    report = validate_arrays(real, generated, fs, seed=0, thresholds=FAST_SETTINGS, source="run")
+    data = report.to_dict()
+    assert data["inputs"]["bins"] == 5
+    assert [warning["code"] for warning in data["warnings"]] == ["small_sample"]
+    assert "only 60 events" in data["warnings"][0]["message"]
+    assert "training.test_fraction" in data["warnings"][0]["message"]
+    mu1_pt = next(variable for variable in data["univariate"] if variable["name"] == "mu1_pt")
+    assert len(mu1_pt["histogram"]["edges"]) == 6
+    assert "**warning**: the real sample has only 60 events" in report.to_markdown()
+
+
+def test_report_large_sample_has_no_warning(toy_report_inputs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    real, generated, _ = toy_report_inputs
+    report = validate_arrays(real[:2_000], generated[:2_000], get_feature_set("dimuon"), seed=0, thresholds=FAST_SETTINGS)
+    assert report.warnings == []
+    assert report.inputs["bins"] == 31

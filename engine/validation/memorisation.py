@@ -23,12 +23,14 @@ shrinks the distances, which is why the flag reads "possible".
 Real datasets can contain the same event twice (the 2010 Z->mumu education file
 repeats events), so some held-out events may be exact duplicates of training
 events. Those are counted (``held_out_duplicate_fraction``) and left out of
-the held-out distances, which would otherwise have a median of zero. They stay
-in when fewer than two held-out events would remain.
+the held-out distances, which would otherwise have a median of zero. When
+fewer than two held-out events remain, the held-out median, the ratio and the
+KS test are NaN (null in JSON), and only the copy rule can flag memorisation.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -110,32 +112,37 @@ def check_memorisation(
     distances_held_out = nearest_neighbour_distances(train_scaled, held_out_scaled)
     duplicates = distances_held_out <= copy_distance
     held_out_duplicate_fraction = float(np.mean(duplicates))
-    if np.count_nonzero(~duplicates) >= 2:
-        distances_held_out = distances_held_out[~duplicates]
+    distances_held_out = distances_held_out[~duplicates]
     median_generated = float(np.median(distances_generated))
-    median_held_out = float(np.median(distances_held_out))
-    if median_held_out > 0:
-        ratio = median_generated / median_held_out
-    elif median_generated == 0:
-        ratio = 0.0
-    else:
-        ratio = np.inf
-    # alternative="greater" tests whether the CDF of the generated distances lies above the held-out one,
-    # which means that the generated distances are smaller.
-    ks = scipy.stats.ks_2samp(distances_generated, distances_held_out, alternative="greater", method="asymp")
     copy_fraction = float(np.mean(distances_generated <= copy_distance))
+    if len(distances_held_out) >= 2:
+        median_held_out = float(np.median(distances_held_out))
+        if median_held_out > 0:
+            ratio = median_generated / median_held_out
+        elif median_generated == 0:
+            ratio = 0.0
+        else:
+            ratio = np.inf
+        # alternative="greater" tests whether the CDF of the generated distances lies above the held-out one,
+        # which means that the generated distances are smaller.
+        ks = scipy.stats.ks_2samp(distances_generated, distances_held_out, alternative="greater", method="asymp")
+        ks_statistic, p_value = float(ks.statistic), float(ks.pvalue)
+    else:
+        median_held_out = ratio = ks_statistic = p_value = float("nan")
 
-    closer = ratio < median_ratio_threshold and ks.pvalue < p_value_threshold
+    closer = ratio < median_ratio_threshold and p_value < p_value_threshold
     copies = copy_fraction > copy_fraction_threshold
     if copies:
         reason = f"{copy_fraction:.1%} of generated events are copies of training events"
     elif closer:
         reason = (
             f"generated events are closer to the training set than held-out events "
-            f"(median ratio {ratio:.3g}, KS p = {ks.pvalue:.2g})"
+            f"(median ratio {ratio:.3g}, KS p = {p_value:.2g})"
         )
+    elif math.isnan(median_held_out):
+        reason = "fewer than 2 held-out events differ from every training event, so no distances can be compared"
     else:
-        reason = f"no sign of memorisation (median ratio {ratio:.3g}, KS p = {ks.pvalue:.2g})"
+        reason = f"no sign of memorisation (median ratio {ratio:.3g}, KS p = {p_value:.2g})"
     if held_out_duplicate_fraction > 0:
         reason += f"; {held_out_duplicate_fraction:.1%} of held-out real events duplicate a training event"
     return MemorisationResult(
@@ -143,8 +150,8 @@ def check_memorisation(
         median_generated=median_generated,
         median_held_out=median_held_out,
         median_ratio=float(ratio),
-        ks_statistic=float(ks.statistic),
-        p_value=float(ks.pvalue),
+        ks_statistic=ks_statistic,
+        p_value=p_value,
         copy_fraction=copy_fraction,
         held_out_duplicate_fraction=held_out_duplicate_fraction,
         n_train=len(train),

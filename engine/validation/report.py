@@ -33,6 +33,8 @@ from cmsgen.engine.validation import memorisation as memorisation_module
 from cmsgen.engine.validation import multivariate, physics, univariate
 from cmsgen.engine.validation.histograms import HistogramComparison, compare_histograms, shared_edges
 from cmsgen.engine.validation.physics import FeatureSetLike
+# summary_rows is imported from here by the Validate screen and the demo command.
+from cmsgen.engine.validation.summary import report_to_markdown, summary_rows  # noqa: F401
 from cmsgen.engine.validation.univariate import MetricResult, finite_or_none
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,15 @@ SCHEMA_VERSION = 1
 VERDICTS = ("pass", "warn", "fail", "skipped")
 # Minimum number of events per sample for a report (each baseline half gets half of them).
 MIN_EVENTS = 20
+# Below this many real or generated events the report carries a "small_sample" warning. The
+# baseline halves then have fewer than 500 events each: the classifier AUC of a half has an
+# error of about 0.03 or more, and binned figures get fewer than 22 bins (see figure_bins).
+SMALL_SAMPLE_EVENTS = 1_000
+# Minimum number of bins that figure_bins gives a non-discrete variable.
+MIN_BINS = 5
+# Maximum number of events that validate_run generates. Ten million dimuon events take 560 MB as float64
+# features, and the observables, the baseline halves and the sampling buffers several times that.
+MAX_GENERATED_EVENTS = 10_000_000
 
 # Above this fraction of held-out events that duplicate training events, the memorisation verdict is
 # "skipped", unless some generated events are exact copies of training events.
@@ -62,7 +73,8 @@ class ValidationSettings:
     failure fraction exceeds the real one by at most ``physicality_pass`` and
     warns up to ``physicality_warn``. The Z peak passes when every pull
     (position, gamma, sigma) is within ``z_pull_pass`` and warns within
-    ``z_pull_warn``.
+    ``z_pull_warn``. ``bins`` is the maximum number of bins of the binned
+    figures, which :func:`figure_bins` lowers for small samples.
     """
 
     bins: int = 50
@@ -182,6 +194,7 @@ class ValidationReport:
     multivariate: dict[str, Figure]
     physics: dict[str, Any]
     memorisation: dict[str, Any]
+    warnings: list[dict[str, str]] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -209,6 +222,7 @@ class ValidationReport:
             "inputs": self.inputs,
             "settings": self.settings.to_dict(),
             "summary": self.summary(),
+            "warnings": self.warnings,
             "univariate": [variable.to_dict() for variable in self.variables],
             "multivariate": {key: figure.to_dict() for key, figure in self.multivariate.items()},
             "physics": self.physics,
@@ -263,13 +277,12 @@ def judge_p_value(result: MetricResult, settings: ValidationSettings) -> tuple[s
 
 
 def _observable_kind(name: str) -> str:
-    """Guess the kind of a derived observable from its name.
-
-    Masses get the kind ``pt`` because, like pt, they are positive and in GeV.
-    """
+    """Guess the kind of a derived observable from its name: ``phi``, ``mass``, ``pt``, ``eta`` or ``real``."""
     if "phi" in name:
         return "phi"
-    if name == "mass" or name.endswith("mass") or "pt" in name:
+    if name == "mass" or name.endswith("mass"):
+        return "mass"
+    if "pt" in name:
         return "pt"
     if "eta" in name or "rapidity" in name:
         return "eta"
@@ -278,11 +291,50 @@ def _observable_kind(name: str) -> str:
 
 def unit_of(name: str, kind: str) -> str:
     """Return the unit of a variable from its kind and name: GeV, rad or "" for dimensionless."""
-    if kind == "pt" or name == "mass" or name.endswith(("_mass", "_pt", "_energy", "_E")):
+    if kind in ("pt", "mass") or name == "mass" or name.endswith(("_mass", "_pt", "_energy", "_E")):
         return "GeV"
     if kind == "phi":
         return "rad"
     return ""
+
+
+def figure_bins(max_bins: int, n_half: int) -> int:
+    """Return the number of bins of the binned figures: ``max_bins``, capped at sqrt(n_half).
+
+    ``n_half`` is the size of the smaller baseline half. With about sqrt(n)
+    bins a half fills each bin with about sqrt(n) events, so the binned
+    baselines (chi2, JSD, separation power) stay away from their maximum:
+    25 events in 50 bins give a JSD baseline near 1. At least ``MIN_BINS``.
+    """
+    return max(MIN_BINS, min(max_bins, math.isqrt(max(n_half, 0))))
+
+
+def sample_size_warnings(n_real: int, n_generated: int, source: str) -> list[dict[str, str]]:
+    """Return the ``small_sample`` warning when either sample has fewer than ``SMALL_SAMPLE_EVENTS`` events.
+
+    ``source`` names where the real events come from and is used in the advice.
+    """
+    smaller = min(n_real, n_generated)
+    if smaller >= SMALL_SAMPLE_EVENTS:
+        return []
+    if n_real <= n_generated:
+        if source == "run":
+            advice = "raise training.test_fraction in the run config and train again"
+        else:
+            advice = "give more real events"
+        what = f"the real sample has only {n_real} events"
+    else:
+        advice = "generate more events (--events)" if source == "run" else "give more generated events"
+        what = f"the generated sample has only {n_generated} events"
+    return [
+        {
+            "code": "small_sample",
+            "message": (
+                f"{what}, fewer than {SMALL_SAMPLE_EVENTS}, and the baseline halves have {n_real // 2} events "
+                f"each, so the verdicts are unreliable; {advice}"
+            ),
+        }
+    ]
 
 
 @dataclass
@@ -416,8 +468,15 @@ def _z_peak_section(
     }
     if real_fit.status != "ok" or generated_fit.status != "ok":
         section["verdict"] = "skipped" if real_fit.status != "ok" else "fail"
-        section["reason"] = f"real fit: {real_fit.status} {real_fit.message}; generated fit: {generated_fit.status} {generated_fit.message}".strip()
+        section["reason"] = "; ".join(
+            f"{label} fit {fit.status.replace('_', ' ')}: {fit.message}"
+            for label, fit in (("real", real_fit), ("generated", generated_fit))
+            if fit.status != "ok"
+        )
         return section
+    notes = [f"{label} fit: {fit.message}" for label, fit in (("real", real_fit), ("generated", generated_fit)) if fit.message]
+    if notes:
+        section["reason"] = "; ".join(notes)
     largest = max(abs(value) for value in pulls.values() if value is not None)
     if largest <= settings.z_pull_pass:
         section["verdict"] = "pass"
@@ -476,6 +535,7 @@ def validate_arrays(
     thresholds: Mapping[str, Any] | ValidationSettings | None = None,
     max_events: int | None = None,
     progress: ProgressCallback | None = None,
+    source: str = "files",
 ) -> ValidationReport:
     """Compute every figure of generated versus real events, with baselines and verdicts.
 
@@ -483,6 +543,7 @@ def validate_arrays(
     physical units with the feature set's columns. ``train`` ([k, d]) enables
     the memorisation check. ``thresholds`` overrides :class:`ValidationSettings`
     fields. ``max_events`` caps each sample by a seeded random subsample.
+    ``source`` ("run" or "files") only selects the advice of a small-sample warning.
     ``progress(fraction, message)`` is called as each stage starts and once
     more at the end. Every random choice derives from ``seed``, so equal
     inputs give an equal report.
@@ -513,6 +574,7 @@ def validate_arrays(
 
     permutation = rng.permutation(len(real))
     halves = (np.sort(permutation[: len(real) // 2]), np.sort(permutation[len(real) // 2 :]))
+    bins = figure_bins(settings.bins, len(halves[0]))
     variables, observables_real, observables_generated = _collect_variables(real, generated, halves, feature_set)
     discrete_values = getattr(feature_set, "discrete_values", None) or {}
     # One stage per variable, four multivariate figures, two physics stages and the memorisation check.
@@ -532,7 +594,7 @@ def validate_arrays(
         step(f"univariate figures of {variable.name}")
         start = time.perf_counter()
         edges = shared_edges(
-            variable.real, variable.kind, settings.bins, variable.name, discrete_values.get(variable.name), feature_set.name
+            variable.real, variable.kind, bins, variable.name, discrete_values.get(variable.name), feature_set.name
         )
         figures = _univariate_figures(variable, edges, settings, seed)
         histogram = compare_histograms(variable.name, variable.real, variable.generated, edges, unit_of(variable.name, variable.kind))
@@ -571,10 +633,19 @@ def validate_arrays(
         "n_generated": len(generated),
         "n_train": None if train is None else len(train),
         "n_baseline_halves": [len(halves[0]), len(halves[1])],
+        "bins": bins,
         "seed": seed,
         "max_events": max_events,
     }
-    report = ValidationReport(inputs, settings, variable_reports, multivariate_figures, physics_section, memorisation_section)
+    report = ValidationReport(
+        inputs,
+        settings,
+        variable_reports,
+        multivariate_figures,
+        physics_section,
+        memorisation_section,
+        warnings=sample_size_warnings(len(real), len(generated), source),
+    )
     report.timings = timings
     log.info("validation finished: %s", report.summary())
     return report
@@ -583,8 +654,13 @@ def validate_arrays(
 def _memorisation_section(
     train: np.ndarray | None, generated: np.ndarray, held_out: np.ndarray, settings: ValidationSettings, seed: int
 ) -> dict[str, Any]:
+    rule = (
+        f"fail when the median distance ratio < {settings.memorisation_median_ratio:g} with one-sided KS "
+        f"p < {settings.memorisation_p_value:g}, or more than "
+        f"{memorisation_module.COPY_FRACTION_THRESHOLD:.0%} exact copies"
+    )
     if train is None:
-        return {"verdict": "skipped", "reason": "no training events were given"}
+        return {"verdict": "skipped", "reason": "no training events were given", "rule": rule}
     result = memorisation_module.check_memorisation(
         np.asarray(train, dtype=np.float64),
         generated,
@@ -604,12 +680,30 @@ def _memorisation_section(
             "the real splits are not independent and the distance comparison is not meaningful. No generated "
             "event is an exact copy of a training event"
         )
-    section["rule"] = (
-        f"fail when the median distance ratio < {settings.memorisation_median_ratio:g} with one-sided KS "
-        f"p < {settings.memorisation_p_value:g}, or more than "
-        f"{memorisation_module.COPY_FRACTION_THRESHOLD:.0%} exact copies"
-    )
+    elif math.isnan(result.median_held_out) and not result.possible_memorisation:
+        section["verdict"] = "skipped"
+    section["rule"] = rule
     return section
+
+
+def sampled_checkpoint(run: Any, checkpoint: str) -> str:
+    """Return the checkpoint that ``RunDirectory.sample(checkpoint=...)`` loads for ``run``.
+
+    ``RunDirectory.load_model`` falls back from "best" to "last" when the run
+    has saved no best checkpoint yet. This mirrors that rule, so that a report
+    records the checkpoint that was sampled.
+    """
+    if checkpoint == "best" and not run.checkpoint_path("best").is_file() and run.checkpoint_path("last").is_file():
+        return "last"
+    return checkpoint
+
+
+def check_event_count(n_events: int | None, option: str = "--events") -> None:
+    """Raise ConfigError unless ``n_events`` is None or in [MIN_EVENTS, MAX_GENERATED_EVENTS]."""
+    if n_events is not None and not MIN_EVENTS <= n_events <= MAX_GENERATED_EVENTS:
+        raise ConfigError(
+            f"{option} {n_events} is invalid: expected {MIN_EVENTS} to {MAX_GENERATED_EVENTS:,} events"
+        )
 
 
 def validate_run(
@@ -624,8 +718,10 @@ def validate_run(
 
     The run's test split is the real sample, and its train split feeds the
     memorisation check. ``n_events`` events (default: the size of the test
-    split) are generated from ``checkpoint`` with ``seed``. Thresholds come
-    from the run config's ``[validation]`` table.
+    split, at most ``MAX_GENERATED_EVENTS``) are generated from ``checkpoint``
+    with ``seed``. A run without a best checkpoint is sampled from its last
+    one, and ``inputs.checkpoint`` records the checkpoint that was sampled.
+    Thresholds come from the run config's ``[validation]`` table.
     """
     from cmsgen.engine.training.runs import RunDirectory, write_json_atomic
 
@@ -641,11 +737,13 @@ def validate_run(
     settings = ValidationSettings.from_mapping(config.get("validation"))
     real = run.load_split("test")
     train = run.load_split("train")
-    if n_events is not None and n_events < MIN_EVENTS:
-        raise ConfigError(f"--events {n_events} is invalid: expected at least {MIN_EVENTS}")
-    count = n_events if n_events is not None else len(real)
+    check_event_count(n_events)
+    count = n_events if n_events is not None else min(len(real), MAX_GENERATED_EVENTS)
+    used_checkpoint = sampled_checkpoint(run, checkpoint)
+    if used_checkpoint != checkpoint:
+        log.warning("%s has no %s checkpoint, so the report validates the %s one", run.path, checkpoint, used_checkpoint)
     if progress is not None:
-        progress(0.0, f"generating {count} events from the {checkpoint} checkpoint")
+        progress(0.0, f"generating {count} events from the {used_checkpoint} checkpoint")
     start = time.perf_counter()
     generated = run.sample(count, seed=seed, checkpoint=checkpoint)
     sampling_seconds = time.perf_counter() - start
@@ -654,9 +752,12 @@ def validate_run(
         if progress is not None:
             progress(0.05 + 0.95 * fraction, message)
 
-    report = validate_arrays(real, generated, feature_set, train=train, seed=seed, thresholds=settings, progress=scaled_progress)
+    report = validate_arrays(
+        real, generated, feature_set, train=train, seed=seed, thresholds=settings, progress=scaled_progress, source="run"
+    )
     report.inputs["run"] = run.name
-    report.inputs["checkpoint"] = checkpoint
+    report.inputs["checkpoint"] = used_checkpoint
+    report.inputs["checkpoint_requested"] = checkpoint
     report.inputs["model"] = config.get("model", {}).get("family")
     report.timings["sampling"] = sampling_seconds
     if write:
@@ -681,129 +782,3 @@ def load_report(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         raise UnreadableFileError(f"{path} is not a validation report of schema version {SCHEMA_VERSION}")
     return data
-
-
-# Figures shown in the summary table and the Markdown, with their display names.
-FIGURE_LABELS = {
-    "ks": "KS D",
-    "w1": "W1",
-    "chi2": "chi2/ndf",
-    "jsd": "JSD [bit]",
-    "separation_power": "separation",
-    "fpd": "FPD",
-    "kpd": "KPD",
-    "classifier_auc": "classifier AUC",
-    "correlation_frobenius": "|corr diff|_F",
-}
-
-
-def _format_number(value: float | None, error: float | None = None, p_value: float | None = None) -> str:
-    if value is None:
-        return "n/a"
-    text = f"{value:.4g}"
-    if error is not None:
-        text += f" ± {error:.2g}"
-    if p_value is not None:
-        text += f" (p={p_value:.2g})"
-    return text
-
-
-def summary_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Flatten a report dict (:meth:`ValidationReport.to_dict` or a loaded ``validation.json``) into table rows.
-
-    Each row has ``section``, ``variable``, ``figure``, ``value``,
-    ``baseline`` and ``verdict`` as display strings.
-    """
-    rows: list[dict[str, str]] = []
-    for variable in report["univariate"]:
-        name = variable["name"] + (f" [{variable['unit']}]" if variable["unit"] else "")
-        for key, figure in variable["figures"].items():
-            baseline = figure.get("baseline") or {}
-            rows.append(
-                {
-                    "section": "univariate",
-                    "variable": name,
-                    "figure": FIGURE_LABELS.get(key, key),
-                    "value": _format_number(figure["value"], figure["error"], figure["p_value"]),
-                    "baseline": _format_number(baseline.get("value"), baseline.get("error"), baseline.get("p_value")),
-                    "verdict": figure["verdict"],
-                }
-            )
-    for key, figure in report["multivariate"].items():
-        baseline = figure.get("baseline") or {}
-        rows.append(
-            {
-                "section": "multivariate",
-                "variable": "all columns",
-                "figure": FIGURE_LABELS.get(key, key),
-                "value": _format_number(figure["value"], figure["error"]),
-                "baseline": _format_number(baseline.get("value"), baseline.get("error")),
-                "verdict": figure["verdict"],
-            }
-        )
-    z_peak = report["physics"]["z_peak"]
-    if "real" in z_peak:
-        for name in ("mass", "gamma", "sigma"):
-            real_fit, generated_fit = z_peak["real"], z_peak["generated"]
-            pull = z_peak["pulls"].get(name)
-            rows.append(
-                {
-                    "section": "physics",
-                    "variable": f"Z peak {name} [GeV]",
-                    "figure": "fit, generated" + (f" (pull {pull:+.2g})" if pull is not None else ""),
-                    "value": _format_number(generated_fit.get(name), generated_fit.get(f"{name}_err")),
-                    "baseline": "real " + _format_number(real_fit.get(name), real_fit.get(f"{name}_err")),
-                    "verdict": z_peak["verdict"],
-                }
-            )
-    else:
-        rows.append({"section": "physics", "variable": "Z peak", "figure": "fit", "value": "n/a", "baseline": "n/a", "verdict": "skipped"})
-    for check in report["physics"]["physicality"]:
-        rows.append(
-            {
-                "section": "physics",
-                "variable": check["description"],
-                "figure": "failing fraction",
-                "value": f"{check['generated']['fraction_failed']:.3%}",
-                "baseline": f"real {check['real']['fraction_failed']:.3%}",
-                "verdict": check["verdict"],
-            }
-        )
-    memorisation = report["memorisation"]
-    rows.append(
-        {
-            "section": "memorisation",
-            "variable": "nearest training event",
-            "figure": "median distance ratio",
-            "value": _format_number(memorisation.get("median_ratio"), None, memorisation.get("p_value")),
-            "baseline": "1 (held-out real)" if "median_ratio" in memorisation else "n/a",
-            "verdict": memorisation["verdict"],
-        }
-    )
-    return rows
-
-
-def report_to_markdown(report: Mapping[str, Any]) -> str:
-    """Render a report dict as a Markdown logbook entry: inputs, summary and one table of every figure."""
-    inputs = report["inputs"]
-    summary = report["summary"]
-    lines = [
-        f"# Validation of {inputs.get('run') or 'generated events'} ({inputs['feature_set']})",
-        "",
-        f"- created: {report['created']}",
-        f"- events: {inputs['n_generated']} generated versus {inputs['n_real']} real"
-        + (f", {inputs['n_train']} training events for the memorisation check" if inputs.get("n_train") else ""),
-        f"- seed: {inputs['seed']}",
-        f"- verdict: **{summary['verdict']}** ({summary['pass']} pass, {summary['warn']} warn, "
-        f"{summary['fail']} fail, {summary['skipped']} skipped)",
-        "- baseline: the same figure on two random halves of the real sample",
-        "",
-        "| section | variable | figure | generated vs real | baseline | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in summary_rows(report):
-        cells = [row[key].replace("|", "\\|") for key in ("section", "variable", "figure", "value", "baseline", "verdict")]
-        lines.append("| " + " | ".join(cells) + " |")
-    memorisation = report["memorisation"]
-    lines += ["", f"Memorisation: {memorisation.get('reason', '')}", ""]
-    return "\n".join(lines)

@@ -11,12 +11,16 @@ Two forms:
 
 stdout receives the table, or only the JSON with ``--json``. With ``--json``,
 terminal plots and "wrote" messages go to stderr so that they do not mix with
-the JSON. The progress line always goes to stderr, and only when stderr is a
-terminal.
+the JSON. Progress goes to stderr, and not with ``--json``: a live status line
+on a terminal, otherwise one line per tenth of the work.
+
+Every option is checked before any event is read or generated, and a bad
+value ends with one sentence and exit code 5.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,23 +33,59 @@ if TYPE_CHECKING:
     from cmsgen.engine.validation.report import ValidationReport
 
 VERDICT_STYLES = {"pass": "green", "warn": "yellow", "fail": "bold red", "skipped": "dim"}
+SECTION_TITLES = {
+    "univariate": "Univariate figures",
+    "multivariate": "Multivariate figures (standardised features)",
+    "physics": "Physics checks",
+    "memorisation": "Memorisation",
+}
+# Largest seed. numpy and torch both accept every seed from 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+# Feature-set options whose value is a list. A single value such as fields=pt becomes a one-item list.
+LIST_OPTIONS = frozenset({"fields"})
 
 
 def parse_assignments(values: list[str] | None, option: str) -> dict[str, Any]:
     """Parse repeated ``KEY=VALUE`` options into a dict.
 
     A value becomes a bool (``true``/``false`` in any case), an int or a float
-    when it parses as one, and stays a string otherwise.
+    when it parses as one, and stays a string otherwise. A TOML list
+    (``fields=["pt", "eta"]``) or a comma-separated list (``fields=pt,eta``)
+    becomes a list of such values, and so does any value of a key in
+    ``LIST_OPTIONS``.
     """
     from cmsgen.engine.errors import ConfigError
 
     result: dict[str, Any] = {}
     for item in values or []:
         key, separator, text = item.partition("=")
-        if not separator or not key.strip():
+        key = key.strip()
+        if not separator or not key:
             raise ConfigError(f"{option} {item!r} is invalid: expected KEY=VALUE, for example {option} bins=40")
-        result[key.strip()] = _parse_value(text.strip())
+        value = _parse_list(text.strip(), option, item)
+        if key in LIST_OPTIONS and not isinstance(value, list):
+            value = [value]
+        result[key] = value
     return result
+
+
+def _parse_list(text: str, option: str, item: str) -> Any:
+    """Parse a TOML list, a comma-separated list or a single value (see :func:`parse_assignments`)."""
+    import tomllib
+
+    from cmsgen.engine.errors import ConfigError
+
+    if text.startswith("["):
+        try:
+            return tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(
+                f"{option} {item!r} is invalid: the value is not a TOML list ({error}); "
+                f'write it as KEY=a,b or KEY=["a", "b"]'
+            ) from None
+    if "," in text:
+        return [_parse_value(part.strip()) for part in text.split(",") if part.strip()]
+    return _parse_value(text)
 
 
 def _parse_value(text: str) -> Any:
@@ -59,20 +99,35 @@ def _parse_value(text: str) -> Any:
     return text
 
 
-def _progress_printer(console: Console | None) -> tuple[Any, Any]:
-    """Start a one-line rich status on ``console`` and return (progress callback, status).
+def _progress_printer(console: Console | None, live: bool) -> tuple[Any, Any]:
+    """Return (progress callback, rich status) that report progress on ``console``.
 
-    Returns (None, None) when ``console`` is None.
+    With ``live`` a one-line rich status is started and updated in place.
+    Otherwise a plain line is printed at the first message and whenever
+    another tenth of the work is done, and the status is None. Returns
+    (None, None) when ``console`` is None.
     """
     if console is None:
         return None, None
-    status = console.status("validating…")
-    status.start()
+    if live:
+        status = console.status("validating…")
+        status.start()
 
-    def progress(fraction: float, message: str) -> None:
-        status.update(f"{fraction:4.0%} {message}")
+        def update(fraction: float, message: str) -> None:
+            status.update(f"{fraction:4.0%} {message}")
 
-    return progress, status
+        return update, status
+
+    printed = -1
+
+    def print_line(fraction: float, message: str) -> None:
+        nonlocal printed
+        tenth = int(fraction * 10)
+        if tenth > printed:
+            printed = tenth
+            console.print(f"{fraction:4.0%} {message}", highlight=False, soft_wrap=True)
+
+    return print_line, None
 
 
 def validate_files(
@@ -86,14 +141,23 @@ def validate_files(
     max_events: int | None,
     progress: Any,
 ) -> ValidationReport:
-    """Read both datasets, and the training data if given, with ``load_features`` and validate them."""
+    """Read both datasets, and the training data if given, with ``load_features`` and validate them.
+
+    Every selected event is read, so that ``inputs.selection`` counts the
+    events that the selection removed, and ``validate_arrays`` then draws a
+    seeded random subsample of at most ``max_events`` per dataset. A
+    ``selection_removed`` warning is added when the selection removes a
+    larger fraction of the generated events than of the real ones, because
+    those events (for example same-sign pairs) never reach a figure.
+    """
     from cmsgen.engine.features import get_feature_set, load_features
     from cmsgen.engine.validation import validate_arrays
 
     fs = get_feature_set(feature_set, **options)
-    real_table = load_features([str(p) for p in real], fs, max_events=max_events)
-    generated_table = load_features([str(p) for p in generated], fs, max_events=max_events)
-    train_values = load_features([str(p) for p in train], fs).values if train else None
+    real_table = load_features([str(p) for p in real], fs)
+    generated_table = load_features([str(p) for p in generated], fs)
+    train_table = load_features([str(p) for p in train], fs) if train else None
+    train_values = train_table.values if train_table is not None else None
     report = validate_arrays(
         real_table.values,
         generated_table.values,
@@ -106,39 +170,116 @@ def validate_files(
     )
     report.inputs["real_files"] = real_table.files
     report.inputs["generated_files"] = generated_table.files
+    report.inputs["options"] = dict(fs.options)
+    tables = {"real": real_table, "generated": generated_table}
+    if train_table is not None:
+        tables["train"] = train_table
+    report.inputs["selection"] = {label: selection_counts(table) for label, table in tables.items()}
+    report.warnings += selection_warnings(report.inputs["selection"], fs.name, report.settings.physicality_pass)
     return report
 
 
+def selection_counts(table: Any) -> dict[str, int]:
+    """Return the events read, removed by the selection, removed as repeated (run, event) pairs and selected."""
+    n_selected = len(table.values)
+    n_duplicates = int(table.n_duplicates_dropped)
+    return {
+        "n_read": int(table.n_read),
+        "n_removed_by_selection": int(table.n_read) - n_selected - n_duplicates,
+        "n_duplicates_removed": n_duplicates,
+        "n_selected": n_selected,
+    }
+
+
+def selection_warnings(selection: dict[str, dict[str, int]], feature_set: str, tolerance: float) -> list[dict[str, str]]:
+    """Return a ``selection_removed`` warning when the selection removes more of the generated events than of the real ones.
+
+    ``tolerance`` is the largest excess of the removed fraction that passes without a warning.
+    """
+    fractions = {
+        label: counts["n_removed_by_selection"] / counts["n_read"] if counts["n_read"] else 0.0
+        for label, counts in selection.items()
+    }
+    if fractions["generated"] - fractions["real"] <= tolerance:
+        return []
+    generated = selection["generated"]
+    return [
+        {
+            "code": "selection_removed",
+            "message": (
+                f"the {feature_set} selection removed {generated['n_removed_by_selection']} of "
+                f"{generated['n_read']} generated events ({fractions['generated']:.1%}) but "
+                f"{fractions['real']:.1%} of the real events; the removed events (for example same-sign pairs "
+                "with opposite_charge=true) are in no figure or physicality check; pass --option "
+                "opposite_charge=false to include same-sign pairs"
+            ),
+        }
+    ]
+
+
 def print_summary(report: dict[str, Any], console: Console) -> None:
-    """Print the pass/warn/fail table of a report dict and a summary line."""
+    """Print the title, one pass/warn/fail table per section, the summary line and any warnings of a report dict.
+
+    The tables have no section column, and a univariate variable is named on
+    its first row only, so that the rows fit on 80 columns.
+    """
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    from cmsgen.engine.validation.report import summary_rows
+    from cmsgen.engine.validation.summary import SECTIONS, selection_lines, summary_rows
 
     inputs = report["inputs"]
     title = f"Validation of {inputs.get('run') or 'generated events'} ({inputs['feature_set']}): "
     title += f"{inputs['n_generated']} generated vs {inputs['n_real']} real events"
-    table = Table(title=title, caption="baseline: the same figure on two random halves of the real events")
-    for column in ("section", "variable", "figure", "generated vs real", "baseline", "verdict"):
-        table.add_column(column, overflow="fold")
-    for row in summary_rows(report):
-        verdict = row["verdict"]
-        table.add_row(
-            row["section"],
-            row["variable"],
-            row["figure"],
-            row["value"],
-            row["baseline"],
-            f"[{VERDICT_STYLES.get(verdict, '')}]{verdict}[/]",
+    console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
+    if inputs.get("checkpoint"):
+        console.print(f"checkpoint: {inputs['checkpoint']}", highlight=False)
+    for line in selection_lines(inputs):
+        console.print(escape(line), highlight=False)
+    console.print("baseline: the same figure on two random halves of the real events", highlight=False)
+
+    rows = summary_rows(report)
+    for section in SECTIONS:
+        section_rows = [row for row in rows if row["section"] == section]
+        if not section_rows:
+            continue
+        console.print()
+        table = Table(
+            box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=SECTION_TITLES[section], title_justify="left"
         )
-    console.print(table)
+        show_variable = section != "multivariate"
+        if show_variable:
+            table.add_column("variable", overflow="fold")
+        table.add_column("figure", overflow="fold")
+        table.add_column("generated vs real", overflow="fold")
+        table.add_column("baseline", overflow="fold")
+        table.add_column("verdict", no_wrap=True)
+        previous = None
+        for row in section_rows:
+            # Units such as [rad] and [bit] would otherwise be read as rich markup tags and vanish.
+            cells = [escape(row[key]) for key in ("figure", "value", "baseline")] + [_verdict_markup(row["verdict"])]
+            if show_variable:
+                cells.insert(0, escape(row["variable"]) if row["variable"] != previous else "")
+            previous = row["variable"]
+            table.add_row(*cells)
+        console.print(table)
+        for note in (row["note"] for row in section_rows if row["note"]):
+            console.print(escape(note), highlight=False)
+
     summary = report["summary"]
-    style = VERDICT_STYLES.get(summary["verdict"], "")
     console.print(
-        f"verdict: [{style}]{summary['verdict']}[/] ({summary['pass']} pass, {summary['warn']} warn, "
+        f"verdict: {_verdict_markup(summary['verdict'])} ({summary['pass']} pass, {summary['warn']} warn, "
         f"{summary['fail']} fail, {summary['skipped']} skipped)"
     )
-    console.print(f"memorisation: {report['memorisation'].get('reason', 'skipped')}")
+    console.print(f"memorisation: {escape(report['memorisation'].get('reason', 'skipped'))}", highlight=False)
+    for warning in report.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {escape(warning['message'])}", highlight=False)
+
+
+def _verdict_markup(verdict: str) -> str:
+    style = VERDICT_STYLES.get(verdict, "")
+    return f"[{style}]{verdict}[/]" if style else verdict
 
 
 def print_plots(report: ValidationReport, console: Console, width: int, height: int) -> None:
@@ -202,6 +343,80 @@ def write_figures(report: ValidationReport, directory: Path) -> list[Path]:
     return written
 
 
+def check_output_file(path: Path, option: str) -> None:
+    """Raise ConfigError unless ``path`` can be written: its folder exists and is writable, and it is no folder."""
+    from cmsgen.engine.errors import ConfigError
+
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is invalid: it is a folder; give a file name such as {path / 'report.md'}")
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path} is invalid: folder {folder} does not exist; create it first or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {path} is invalid: folder {folder} is not writable; choose another path")
+
+
+def make_figure_folder(path: Path) -> None:
+    """Create the ``--figures`` folder, or raise ConfigError when it cannot be created or written."""
+    from cmsgen.engine.errors import ConfigError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"--figures {path} is invalid: the folder cannot be created ({error.strerror}); choose another path"
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"--figures {path} is invalid: the folder is not writable; choose another path")
+
+
+def check_options(
+    *,
+    run: str | None,
+    files_form: bool,
+    real: list[Path] | None,
+    generated: list[Path] | None,
+    feature_set: str | None,
+    options: dict[str, Any],
+    train: list[Path] | None,
+    thresholds: dict[str, Any],
+    events: int | None,
+    seed: int,
+    max_events: int | None,
+    plots: bool,
+    plot_size: tuple[int, int],
+) -> None:
+    """Raise ConfigError for the first invalid option or combination, before any work starts."""
+    from cmsgen.engine.errors import ConfigError
+    from cmsgen.engine.validation.report import MIN_EVENTS, check_event_count
+    from cmsgen.tui.plots import MIN_HEIGHT, MIN_WIDTH
+
+    if run is not None and files_form:
+        raise ConfigError("give either RUN or --real/--generated/--feature-set, not both")
+    if run is None and not files_form:
+        raise ConfigError("give a RUN to validate, or --real PATH --generated PATH --feature-set NAME")
+    if files_form and not (real and generated and feature_set):
+        raise ConfigError("the files form needs all of --real PATH, --generated PATH and --feature-set NAME")
+    if run is not None and (options or train or thresholds or max_events is not None):
+        raise ConfigError(
+            "--option, --train, --set and --max-events apply to the files form; a run uses its config's "
+            "[validation] table and its own splits"
+        )
+    if events is not None and files_form:
+        raise ConfigError("--events applies to a RUN; in the files form use --max-events")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed} is invalid: expected an integer from 0 to {MAX_SEED}")
+    check_event_count(events)
+    if max_events is not None and max_events < MIN_EVENTS:
+        raise ConfigError(f"--max-events {max_events} is invalid: expected at least {MIN_EVENTS}")
+    width, height = plot_size
+    if plots and (width < MIN_WIDTH or height < MIN_HEIGHT):
+        raise ConfigError(
+            f"--plot-width {width} --plot-height {height} is invalid: a plot needs at least "
+            f"{MIN_WIDTH} columns and {MIN_HEIGHT} lines"
+        )
+
+
 def run_validate(
     run: str | None,
     *,
@@ -222,38 +437,43 @@ def run_validate(
     figures: Path | None,
     plot_size: tuple[int, int],
 ) -> None:
-    """Run one validation, in the run form or the files form, and write the requested outputs."""
+    """Check every option, run one validation in the run form or the files form, and write the requested outputs."""
     from rich.console import Console
 
     from cmsgen.engine.errors import ConfigError
+    from cmsgen.engine.training.runs import CHECKPOINT_NAMES, RunDirectory
     from cmsgen.engine.validation import validate_run
+    from cmsgen.engine.validation.report import sampled_checkpoint
 
     stdout = Console()
     stderr = Console(stderr=True)
     files_form = bool(real or generated or feature_set)
-    if run is not None and files_form:
-        raise ConfigError("give either RUN or --real/--generated/--feature-set, not both")
-    if run is None and not files_form:
-        raise ConfigError("give a RUN to validate, or --real PATH --generated PATH --feature-set NAME")
-    if files_form and not (real and generated and feature_set):
-        raise ConfigError("the files form needs all of --real PATH, --generated PATH and --feature-set NAME")
-    if run is not None and (options or train or thresholds or max_events is not None):
-        raise ConfigError(
-            "--option, --train, --set and --max-events apply to the files form; a run uses its config's "
-            "[validation] table and its own splits"
-        )
-    if events is not None and files_form:
-        raise ConfigError("--events applies to a RUN; in the files form use --max-events")
-
+    check_options(
+        run=run, files_form=files_form, real=real, generated=generated, feature_set=feature_set, options=options,
+        train=train, thresholds=thresholds, events=events, seed=seed, max_events=max_events, plots=plots,
+        plot_size=plot_size,
+    )
+    if checkpoint not in CHECKPOINT_NAMES:
+        raise ConfigError(f"--checkpoint {checkpoint!r} is invalid: expected one of {', '.join(CHECKPOINT_NAMES)}")
+    if markdown is not None:
+        check_output_file(markdown, "--markdown")
     if figures is not None:
         _import_figure_libraries()  # Fail before the long validation, not after it.
+        make_figure_folder(figures)
     run_path: Path | None = None
     if run is not None:
         from cmsgen.tui.commands.train import resolve_run_path
 
         run_path = resolve_run_path(run, runs_dir)
+        used = sampled_checkpoint(RunDirectory(run_path), checkpoint)
+        if used != checkpoint:
+            stderr.print(
+                f"[yellow]Notice:[/] run {run_path} has no {checkpoint} checkpoint, so the {used} checkpoint is validated.",
+                highlight=False,
+                soft_wrap=True,
+            )
 
-    progress, status = _progress_printer(stderr if stderr.is_terminal else None)
+    progress, status = _progress_printer(None if as_json else stderr, live=stderr.is_terminal)
     try:
         if run_path is not None:
             report = validate_run(run_path, n_events=events, seed=seed, progress=progress, checkpoint=checkpoint)
@@ -297,9 +517,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         events: Annotated[
             int | None,
-            typer.Option("--events", "-n", help="Number of events to generate from the run (default: the test split size)."),
+            typer.Option(
+                "--events", "-n", help="Number of events to generate from the run, 20 to 10,000,000 (default: the test split size)."
+            ),
         ] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice. Equal seeds give equal reports.")] = 0,
+        seed: Annotated[
+            int, typer.Option("--seed", help="Seed of every random choice, 0 to 4294967295. Equal seeds give equal reports.")
+        ] = 0,
         checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint of the run to sample: best or last.")] = "best",
         runs_dir: Annotated[
             Path, typer.Option("--run-dir", "--runs-dir", help="Directory that contains the run directories.")
@@ -316,7 +540,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         option: Annotated[
             list[str] | None,
-            typer.Option("--option", help="Feature-set option KEY=VALUE, e.g. opposite_charge=true. Repeat for several."),
+            typer.Option(
+                "--option",
+                help="Feature-set option KEY=VALUE, e.g. opposite_charge=true or fields=pt,eta,phi,mass. Repeat for several.",
+            ),
         ] = None,
         train: Annotated[
             list[Path] | None,
@@ -327,7 +554,10 @@ def register(app: typer.Typer) -> None:
             typer.Option("--set", help="Validation setting KEY=VALUE, e.g. pass_factor=3 (files form). Repeat for several."),
         ] = None,
         max_events: Annotated[
-            int | None, typer.Option("--max-events", help="Read at most this many events per dataset (files form).")
+            int | None,
+            typer.Option(
+                "--max-events", help="Use at most this many events per dataset, a seeded random subsample (files form)."
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of the table.")] = False,
         markdown: Annotated[
