@@ -209,19 +209,30 @@ class RunDirectory:
         except (OSError, ValueError) as error:
             raise UnreadableFileError(f"{self.preprocessing_path} cannot be read: {error}") from None
 
+    def resolve_checkpoint(self, checkpoint: str = "best") -> str:
+        """Return the checkpoint that ``load_model(checkpoint)`` loads: ``checkpoint``, or "last" in place of a missing "best".
+
+        A run that stopped before its first validation has a last checkpoint and no best one.
+        Callers that report the checkpoint they used pass the returned name on to
+        ``load_model`` or ``sample``, so that a best checkpoint written in between changes nothing.
+        """
+        if checkpoint == "best" and not self.checkpoint_path("best").is_file() and self.checkpoint_path("last").is_file():
+            return "last"
+        return checkpoint
+
     def load_model(self, checkpoint: str = "best", device: str = "cpu") -> torch.nn.Module:
         """Build the run's model, load the weights of ``checkpoint`` ("best" or "last") and return it in eval mode.
 
         When "best" is requested but only "last" exists (the run stopped before its first
-        validation), "last" is used and a warning is logged.
+        validation), "last" is used and a warning is logged (see ``resolve_checkpoint``).
         """
         from cmsgen.engine.models import build_model
         from cmsgen.engine.training.checkpoint import load_checkpoint
 
-        path = self.checkpoint_path(checkpoint)
-        if not path.is_file() and checkpoint == "best" and self.checkpoint_path("last").is_file():
-            log.warning("%s has no best checkpoint yet, so the last one is used", self.path)
-            path = self.checkpoint_path("last")
+        resolved = self.resolve_checkpoint(checkpoint)
+        if resolved != checkpoint:
+            log.warning("%s has no %s checkpoint yet, so the %s one is used", self.path, checkpoint, resolved)
+        path = self.checkpoint_path(resolved)
         if not path.is_file():
             raise DataNotFoundError(f"checkpoint {path} not found. The run has not saved one yet.")
 

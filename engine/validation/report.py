@@ -686,18 +686,6 @@ def _memorisation_section(
     return section
 
 
-def sampled_checkpoint(run: Any, checkpoint: str) -> str:
-    """Return the checkpoint that ``RunDirectory.sample(checkpoint=...)`` loads for ``run``.
-
-    ``RunDirectory.load_model`` falls back from "best" to "last" when the run
-    has saved no best checkpoint yet. This mirrors that rule, so that a report
-    records the checkpoint that was sampled.
-    """
-    if checkpoint == "best" and not run.checkpoint_path("best").is_file() and run.checkpoint_path("last").is_file():
-        return "last"
-    return checkpoint
-
-
 def check_event_count(n_events: int | None, option: str = "--events") -> None:
     """Raise ConfigError unless ``n_events`` is None or in [MIN_EVENTS, MAX_GENERATED_EVENTS]."""
     if n_events is not None and not MIN_EVENTS <= n_events <= MAX_GENERATED_EVENTS:
@@ -739,13 +727,13 @@ def validate_run(
     train = run.load_split("train")
     check_event_count(n_events)
     count = n_events if n_events is not None else min(len(real), MAX_GENERATED_EVENTS)
-    used_checkpoint = sampled_checkpoint(run, checkpoint)
+    used_checkpoint = run.resolve_checkpoint(checkpoint)
     if used_checkpoint != checkpoint:
         log.warning("%s has no %s checkpoint, so the report validates the %s one", run.path, checkpoint, used_checkpoint)
     if progress is not None:
         progress(0.0, f"generating {count} events from the {used_checkpoint} checkpoint")
     start = time.perf_counter()
-    generated = run.sample(count, seed=seed, checkpoint=checkpoint)
+    generated = run.sample(count, seed=seed, checkpoint=used_checkpoint)
     sampling_seconds = time.perf_counter() - start
 
     def scaled_progress(fraction: float, message: str) -> None:

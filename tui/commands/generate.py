@@ -46,14 +46,14 @@ def generate_events(
         raise ConfigError(f"output file {target} already exists. Choose another -o or pass --overwrite.")
 
     torch_device = str(resolve_device(device, option="--device"))
-    if checkpoint == "best" and not directory.checkpoint_path("best").is_file() and directory.checkpoint_path("last").is_file():
-        # RunDirectory.sample logs the same fallback. The user requested the best checkpoint, so warn on stderr too.
+    used_checkpoint = directory.resolve_checkpoint(checkpoint)
+    if used_checkpoint != checkpoint:
         typer.secho(
-            f"Warning: run {directory.path} has no best checkpoint, so the last checkpoint is used.",
+            f"Warning: run {directory.path} has no {checkpoint} checkpoint, so the {used_checkpoint} checkpoint is used.",
             err=True,
             fg=typer.colors.YELLOW,
         )
-    events = directory.sample(n, seed=seed, checkpoint=checkpoint, device=torch_device)
+    events = directory.sample(n, seed=seed, checkpoint=used_checkpoint, device=torch_device)
     return write_events(target, events, directory.columns(), seed=seed, overwrite=overwrite)
 
 

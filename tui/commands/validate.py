@@ -443,7 +443,6 @@ def run_validate(
     from cmsgen.engine.errors import ConfigError
     from cmsgen.engine.training.runs import CHECKPOINT_NAMES, RunDirectory
     from cmsgen.engine.validation import validate_run
-    from cmsgen.engine.validation.report import sampled_checkpoint
 
     stdout = Console()
     stderr = Console(stderr=True)
@@ -465,7 +464,7 @@ def run_validate(
         from cmsgen.tui.commands.train import resolve_run_path
 
         run_path = resolve_run_path(run, runs_dir)
-        used = sampled_checkpoint(RunDirectory(run_path), checkpoint)
+        used = RunDirectory(run_path).resolve_checkpoint(checkpoint)
         if used != checkpoint:
             stderr.print(
                 f"[yellow]Notice:[/] run {run_path} has no {checkpoint} checkpoint, so the {used} checkpoint is validated.",
