@@ -86,6 +86,9 @@ async def test_validate_loads_saved_report_and_clears(headless_run: Path, tmp_pa
         assert await wait_for(pilot, lambda: screen.shown_run == runs_dir / "a-validated")
         assert table.row_count > 10
         assert "baseline" in str(screen.query_one("#validate-row", Static).render())
+        # The GAN sample config's test split is below the small-sample size of the report.
+        assert "1 warning" in str(screen.query_one("#validate-step", Static).render())
+        assert any(n.title == "Validation warning" for n in app._notifications)
 
         select.value = str(runs_dir / "b-not-validated")
         assert await wait_for(pilot, lambda: table.row_count == 0)

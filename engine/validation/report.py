@@ -33,13 +33,12 @@ from cmsgen.engine.validation import memorisation as memorisation_module
 from cmsgen.engine.validation import multivariate, physics, univariate
 from cmsgen.engine.validation.histograms import HistogramComparison, compare_histograms, shared_edges
 from cmsgen.engine.validation.physics import FeatureSetLike
-# summary_rows is imported from here by the Validate screen and the demo command.
-from cmsgen.engine.validation.summary import report_to_markdown, summary_rows  # noqa: F401
+# load_report, report_to_markdown and summary_rows stay importable from here for older callers.
+from cmsgen.engine.validation.summary import SCHEMA_VERSION, load_report, report_to_markdown, summary_rows  # noqa: F401
 from cmsgen.engine.validation.univariate import MetricResult, finite_or_none
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 VERDICTS = ("pass", "warn", "fail", "skipped")
 # Minimum number of events per sample for a report (each baseline half gets half of them).
 MIN_EVENTS = 20
@@ -754,19 +753,3 @@ def validate_run(
     return report
 
 
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Read a ``validation.json`` file (or a run directory that contains one) as a dict."""
-    from cmsgen.engine.errors import DataNotFoundError, UnreadableFileError
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "validation.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataNotFoundError(f"{path} not found; run `cmsgen-tui validate` on the run first") from None
-    except (OSError, ValueError) as error:
-        raise UnreadableFileError(f"{path} cannot be read as a validation report: {error}") from None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise UnreadableFileError(f"{path} is not a validation report of schema version {SCHEMA_VERSION}")
-    return data

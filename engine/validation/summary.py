@@ -6,8 +6,13 @@ Both read a report dict (``ValidationReport.to_dict()`` or a loaded
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+# Version of the validation.json format (docs/validation-schema.md).
+SCHEMA_VERSION = 1
 
 # Figures shown in the summary table and the Markdown, with their display names.
 FIGURE_LABELS = {
@@ -223,3 +228,21 @@ def report_to_markdown(report: Mapping[str, Any]) -> str:
     memorisation = report["memorisation"]
     lines += ["", f"Memorisation: {memorisation.get('reason', '')}", ""]
     return "\n".join(lines)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a ``validation.json`` file (or a run directory that contains one) as a dict."""
+    from cmsgen.engine.errors import DataNotFoundError, UnreadableFileError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "validation.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataNotFoundError(f"{path} not found; run `cmsgen-tui validate` on the run first") from None
+    except (OSError, ValueError) as error:
+        raise UnreadableFileError(f"{path} cannot be read as a validation report: {error}") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise UnreadableFileError(f"{path} is not a validation report of schema version {SCHEMA_VERSION}")
+    return data

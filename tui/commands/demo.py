@@ -117,7 +117,8 @@ def train_demo(data_dir: Path, runs_dir: Path, epochs: int) -> Path:
 
 def validate_demo(run_dir: Path, n_events: int) -> str:
     """Validate the run on ``n_events`` generated events, print the W1 rows and return the verdict."""
-    from cmsgen.engine.validation.report import summary_rows, validate_run
+    from cmsgen.engine.validation.report import validate_run
+    from cmsgen.engine.validation.summary import summary_rows
 
     report = validate_run(run_dir, n_events=n_events, seed=0).to_dict()
     summary = report["summary"]

@@ -226,7 +226,7 @@ class ValidateScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="validate-load", exit_on_error=False, description="read validation.json")
     def _load_existing(self, run_dir: Path) -> None:
         from cmsgen.engine.errors import CmsgenError
-        from cmsgen.engine.validation.report import load_report
+        from cmsgen.engine.validation.summary import load_report
 
         try:
             report = load_report(run_dir)
@@ -246,7 +246,7 @@ class ValidateScreen(Screen[None]):
         self.app.show_error(f"Validation of {message.run_dir.name} failed", message.reason)  # type: ignore[attr-defined]
 
     def on_validation_done(self, message: ValidationDone) -> None:
-        from cmsgen.engine.validation.report import summary_rows
+        from cmsgen.engine.validation.summary import summary_rows
 
         if message.loaded and (self.running or message.run_dir != self.selected_run()):
             return  # a saved report that arrived after the user picked another run or started a validation
@@ -260,10 +260,26 @@ class ValidateScreen(Screen[None]):
             self.query_one("#validate-run", Select).value = str(message.run_dir)
         self.row_variables = figure_histogram_indices(message.report)
         summary = message.report.get("summary") or {}
-        self.query_one("#validate-step", Static).update(
+        warnings = [w for w in message.report.get("warnings") or [] if isinstance(w, dict)]
+        inputs = message.report.get("inputs") or {}
+        step = (
             f"{message.run_dir.name}: {VERDICT_MARKS.get(str(summary.get('verdict')), summary.get('verdict'))} · "
             f"{summary.get('pass', 0)} pass, {summary.get('warn', 0)} warn, {summary.get('fail', 0)} fail"
         )
+        if warnings:
+            step += f" · [yellow]{len(warnings)} warning{'s' if len(warnings) != 1 else ''}[/]"
+        requested = inputs.get("checkpoint_requested")
+        if requested and inputs.get("checkpoint") and requested != inputs["checkpoint"]:
+            step += f" · {escape(str(inputs['checkpoint']))} checkpoint"
+        self.query_one("#validate-step", Static).update(step)
+        for warning in warnings:
+            self.notify(str(warning.get("message", "")), title="Validation warning", severity="warning", timeout=10)
+        if requested and inputs.get("checkpoint") and requested != inputs["checkpoint"]:
+            self.notify(
+                f"{message.run_dir.name} has no {requested} checkpoint, so the {inputs['checkpoint']} checkpoint was validated.",
+                severity="warning",
+                timeout=10,
+            )
         table = self.query_one(DataTable)
         self.rows = summary_rows(message.report)
         cells = [
@@ -286,10 +302,14 @@ class ValidateScreen(Screen[None]):
             return
         if 0 <= row < len(self.rows):
             cells = self.rows[row]
-            self.query_one("#validate-row", Static).update(
-                f"{VERDICT_MARKS.get(cells['verdict'], cells['verdict'])}  {escape(cells['variable'])} · "
+            name = cells.get("description") or cells["variable"]
+            line = (
+                f"{VERDICT_MARKS.get(cells['verdict'], cells['verdict'])}  {escape(name)} · "
                 f"{escape(cells['figure'])}: {escape(cells['value'])}, baseline {escape(cells['baseline'])}"
             )
+            if cells.get("note"):
+                line += f" · {escape(cells['note'])}"
+            self.query_one("#validate-row", Static).update(line)
         index = self.row_variables[row] if 0 <= row < len(self.row_variables) else None
         if index is None:
             plot.show_message("This figure has no histogram: move the cursor to a feature or observable.")
