@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from test_tui_runs import make_run, wait_for
+from textual.widgets import Input
 
 from cmsgen.tui.app import CmsgenApp
 from cmsgen.tui.widgets.run_monitor import RunMonitor
@@ -69,6 +70,11 @@ def test_snapshot_train_attached(snap_compare, tmp_path: Path, monkeypatch: pyte
     async def filled(pilot) -> None:  # type: ignore[no-untyped-def]
         monitor = app.screen.query_one(RunMonitor)
         assert await wait_for(pilot, lambda: monitor.rows_received == 200)
+        data = app.screen.query_one("#train-data", Input)
+        # The form shows the sample config's data as an absolute path, which differs between checkouts.
+        assert await wait_for(pilot, lambda: data.value.endswith(".root"))
+        data.value = "cms/Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
+        app.clear_notifications()
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=filled)
