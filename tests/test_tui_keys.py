@@ -100,3 +100,27 @@ async def test_palette_lists_screens_and_actions(sample_dir: Path, tmp_path: Pat
             assert f"Go to {name}" in titles
         assert "Train: Stop" in titles
         assert "Train: Smooth" in titles
+
+
+@run_async
+async def test_runs_vim_keys_move_cursor(sample_dir: Path, tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    make_run(runs_dir, "a-run", "finished", 20)
+    make_run(runs_dir, "b-run", "finished", 20)
+    app = CmsgenApp([sample_dir], runs_dir, initial_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, lambda: app.screen.listed)
+        await pilot.press("j")
+        assert app.screen.selected_run() == runs_dir / "b-run"
+        await pilot.press("k")
+        assert app.screen.selected_run() == runs_dir / "a-run"
+
+
+@run_async
+async def test_palette_shows_keys_as_footer(sample_dir: Path, tmp_path: Path) -> None:
+    app = CmsgenApp([sample_dir], tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        helps = {command.title: command.help for command in app.get_system_commands(app.screen)}
+
+        assert helps["Files: Filter"] == "key /"

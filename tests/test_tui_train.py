@@ -300,3 +300,19 @@ async def test_loss_panel_leaves_settings_out(tmp_path: Path) -> None:
         status_text = str(monitor.query_one("#run-status").render())
         assert "beta 0.4" in status_text
         assert "500 ev/s" in status_text
+
+
+@run_async
+async def test_attach_clears_typed_settings(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, "vae-typed", "finished", 20)
+    write_run_config(run_dir)
+    app = CmsgenApp([tmp_path], tmp_path, initial_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        screen.query_one("#train-epochs", Input).value = "7"
+        screen.query_one("#train-lr", Input).value = "0.01"
+        screen.show_run_config(run_dir)
+        await pilot.pause()
+
+        assert screen.query_one("#train-epochs", Input).value == ""
+        assert screen.query_one("#train-lr", Input).value == ""

@@ -114,3 +114,24 @@ async def test_validate_fits_80_columns(headless_run: Path) -> None:
         assert screen.maximized is plot
         await pilot.press("p")
         assert screen.maximized is None
+
+
+@run_async
+async def test_validate_reload_keeps_selection(headless_run: Path, tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(headless_run, runs_dir / "a-run")
+    shutil.copytree(headless_run, runs_dir / "b-run")
+    failed = runs_dir / "c-failed-at-set-up"
+    failed.mkdir()
+    shutil.copy(headless_run / "status.json", failed / "status.json")
+    app = CmsgenApp([], runs_dir, initial_mode="validate")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        select = screen.query_one("#validate-run", Select)
+        select.value = str(runs_dir / "a-run")
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+
+        assert select.value == str(runs_dir / "a-run")
+        assert screen.run_count == 2

@@ -150,7 +150,7 @@ class CmsgenApp(App[None]):
             if isinstance(binding, Binding) and binding.description:
                 yield SystemCommand(
                     f"{screen.TITLE or type(screen).__name__}: {binding.description}",
-                    f"key {binding.key}",
+                    f"key {self.get_key_display(binding)}",
                     partial(screen.run_action, binding.action),
                 )
 

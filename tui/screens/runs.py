@@ -75,6 +75,8 @@ class RunsScreen(Screen[None]):
         Binding("v", "validate", "Validate"),
         Binding("x", "stop", "Stop"),
         Binding("ctrl+r", "refresh", "Refresh"),
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
     ]
 
     def __init__(self) -> None:
@@ -140,6 +142,14 @@ class RunsScreen(Screen[None]):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_attach()
+
+    def action_cursor(self, direction: str) -> None:
+        """Move the table's cursor, for the vim keys j and k."""
+        table = self.query_one(DataTable)
+        if direction == "down":
+            table.action_cursor_down()
+        else:
+            table.action_cursor_up()
 
     def action_attach(self) -> None:
         run_dir = self.selected_run()

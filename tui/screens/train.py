@@ -380,6 +380,9 @@ class TrainScreen(Screen[None]):
             return
         self.query_one("#train-config-choice", Select).clear()
         self.query_one("#train-config-path", Input).value = str(config)
+        # Values typed for another run must not carry over: r would extend this run to them.
+        for field_id in ("#train-epochs", "#train-batch", "#train-lr"):
+            self.query_one(field_id, Input).value = ""
         self.show_config_data()
 
     def data_is_from_config(self) -> bool:

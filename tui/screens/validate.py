@@ -68,6 +68,11 @@ class ValidationFailed(Message):
         self.reason = reason
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Return whether ``run_dir`` holds a saved model, so that it can generate events."""
+    return any((run_dir / "checkpoints" / f"{name}.pt").is_file() for name in ("best", "last"))
+
+
 def figure_histogram_indices(report: dict[str, Any]) -> list[int | None]:
     """Return the index of the univariate variable behind each leading row of ``summary_rows(report)``.
 
@@ -101,6 +106,9 @@ class ValidateScreen(Screen[None]):
         self.rows: list[dict[str, str]] = []
         # The run whose results the table shows, or None while it shows none.
         self.shown_run: Path | None = None
+        # The app's current run when the run list was last filled.
+        self._seen_current: Path | None = None
+        self.run_count = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -130,18 +138,22 @@ class ValidateScreen(Screen[None]):
 
     def action_reload_runs(self) -> None:
         runs_dir: Path = self.app.runs_dir  # type: ignore[attr-defined]
-        run_dirs = find_run_dirs(runs_dir)
+        # Only runs with a checkpoint can generate events; a run that failed at set-up has none.
+        run_dirs = [run_dir for run_dir in find_run_dirs(runs_dir) if has_checkpoint(run_dir)]
         select = self.query_one("#validate-run", Select)
         current = getattr(self.app, "current_run", None)
         previous = select.value
         select.set_options([(run_dir.name, str(run_dir)) for run_dir in run_dirs])
+        self.run_count = len(run_dirs)
         names = {str(run_dir) for run_dir in run_dirs}
-        if current is not None and str(current) in names:
+        # The run picked on another screen wins once, when it changes; otherwise the selection stays.
+        if current is not None and current != self._seen_current and str(current) in names:
             select.value = str(current)
         elif previous is not Select.NULL and previous in names:
             select.value = previous
         elif run_dirs:
             select.value = str(run_dirs[-1])
+        self._seen_current = current
 
     def selected_run(self) -> Path | None:
         """Return the run chosen in the run selector, or None when none is chosen."""
@@ -185,7 +197,10 @@ class ValidateScreen(Screen[None]):
     def action_start(self) -> None:
         run_dir = self.selected_run()
         if run_dir is None:
-            self.notify("No run to validate: train one first (screen 3).", severity="warning")
+            if self.run_count:
+                self.notify("No run selected: pick one in the Run list.", severity="warning")
+            else:
+                self.notify("No run to validate: train one first (screen 3).", severity="warning")
             return
         if self.running:
             self.notify("A validation is already running.", severity="warning")
