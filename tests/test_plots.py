@@ -112,3 +112,13 @@ def test_plots_leave_background_alone(comparison) -> None:  # type: ignore[no-un
 
     for text in texts:
         assert "\x1b[48;" not in text
+
+
+def test_comparison_panels_share_x_axis() -> None:
+    rng = np.random.default_rng(3)
+    # Densities near 0.05 give five-character tick labels such as "0.047".
+    wide = compare_histograms("pt", rng.exponential(20.0, 4000), rng.exponential(21.0, 4000), np.linspace(0, 100, 41), "GeV")
+    lines = plots.render_comparison(wide, 80, 24, colorless=True).split("\n")
+    axis_columns = {line.index("┤") for line in lines if "┤" in line}
+
+    assert len(axis_columns) == 1

@@ -319,3 +319,21 @@ def test_summary_fits_80_columns(trained_run: Path) -> None:
     for row in rows:
         if row["note"]:
             assert " ".join(row["note"].split()) in flat
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--option", "n=0"], "--option n=0 is invalid"),
+        (["--option", "n=4", "--option", "n=2"], "--option n is given twice"),
+        (["--option", "fields=pt,pt"], "each once"),
+    ],
+)
+def test_validate_bad_feature_options(shared_data: Path, options: list[str], expected: str) -> None:
+    data = str(shared_data / "cms" / "4mu_2012.csv")
+    result = CliRunner().invoke(
+        app, ["validate", "--real", data, "--generated", data, "--feature-set", "leading-objects", *options]
+    )
+
+    assert result.exit_code == 5
+    assert expected in result.output

@@ -69,6 +69,23 @@ def test_physicality_counts_broken_events() -> None:
     assert checks["finite"].n_failed == 1
 
 
+def test_mass_check_allows_rounded_momenta(cms_data: Path) -> None:
+    fs = get_feature_set("leading-objects", collection="muons", n=4, fields=("pt", "eta", "phi", "mass", "charge"))
+    table = load_features(cms_data / "4mu_2012.csv", fs)
+    checks = {check.name: check for check in physicality_checks(table.values, fs)}
+
+    assert checks["mass_nonnegative"].n_failed / len(table.values) < 0.01
+
+
+def test_mass_check_rejects_clearly_negative_mass() -> None:
+    fs = get_feature_set("leading-objects", collection="jets", n=2, fields=("pt", "eta", "phi", "mass"))
+    # p = 50 GeV allows mass^2 down to -0.25 GeV^2: -0.3 GeV passes, -0.6 GeV fails.
+    x = np.array([[50.0, 0.0, 0.1, -0.3, 30.0, 0.0, 1.0, 5.0], [50.0, 0.0, 0.1, -0.6, 30.0, 0.0, 1.0, 5.0]])
+    checks = {check.name: check for check in physicality_checks(x, fs)}
+
+    assert checks["mass_nonnegative"].n_failed == 1
+
+
 def test_physicality_energy_needs_mass_column() -> None:
     fs = get_feature_set("leading-objects", collection="jets", n=2, fields=("pt", "eta", "phi", "mass"))
     x = np.array([[50.0, 0.5, 0.1, 10.0, 30.0, -0.5, 1.0, 5.0], [50.0, 0.5, 0.1, -40.0, 30.0, -0.5, 1.0, 5.0]])

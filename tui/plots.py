@@ -161,7 +161,10 @@ def render_comparison(
     edges = np.asarray(hc.edges, dtype=np.float64)
     x_range = (float(edges[0]), float(edges[-1]))
     peak = max([float(v) for v in (*hc.real, *hc.generated) if v is not None and math.isfinite(v)] or [1.0]) or 1.0
-    label_width = 4
+    main_ticks = 3 if main_height < 10 else 5
+    # Both panels get y labels of the same width, so that their x axes line up.
+    label_width = max(len(f"{peak * index / (main_ticks - 1):.2g}") for index in range(main_ticks))
+    label_width = max(label_width, 3)
     with _LOCK:
         figure = _figure()
         figure.plot_size(width, plot_height)
@@ -178,7 +181,7 @@ def render_comparison(
         top.ruler("x").lim(*x_range)
         top.ruler("x").ticks([], [])
         top.ruler("y").lim(0.0, peak * 1.05)
-        top.ruler("y").ticks(*_aligned_ticks(peak, 3 if main_height < 10 else 5, label_width))
+        top.ruler("y").ticks(*_aligned_ticks(peak, main_ticks, label_width))
         # Join the panels: no lower frame line on top, no upper frame line on the ratio panel.
         top.axes(False, axis=0, side=0)
         bottom.axes(False, axis=0, side=1)

@@ -343,9 +343,10 @@ def get_feature_set(name: str, **options: Any) -> FeatureSet:
             raise ConfigError(f"data.options.n = {n!r} is invalid; expected an integer from 1 to 10.")
         fields = tuple(options.get("fields", ("pt", "eta", "phi")))
         bad = [f for f in fields if f not in FIELD_KINDS]
-        if bad or "pt" not in fields:
+        if bad or "pt" not in fields or len(set(fields)) != len(fields):
             raise ConfigError(
-                f"data.options.fields = {list(fields)!r} is invalid; use fields from {', '.join(FIELD_KINDS)} and include pt."
+                f"data.options.fields = {list(fields)!r} is invalid; use fields from {', '.join(FIELD_KINDS)}, "
+                "each once, and include pt."
             )
         return FeatureSet(
             name="leading-objects",

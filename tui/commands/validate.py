@@ -61,7 +61,10 @@ def parse_assignments(values: list[str] | None, option: str) -> dict[str, Any]:
         key, separator, text = item.partition("=")
         key = key.strip()
         if not separator or not key:
-            raise ConfigError(f"{option} {item!r} is invalid: expected KEY=VALUE, for example {option} bins=40")
+            example = "n=4" if option == "--option" else "pass_factor=3"
+            raise ConfigError(f"{option} {item!r} is invalid: expected KEY=VALUE, for example {option} {example}")
+        if key in result:
+            raise ConfigError(f"{option} {key} is given twice; give each key once")
         value = _parse_list(text.strip(), option, item)
         if key in LIST_OPTIONS and not isinstance(value, list):
             value = [value]
@@ -402,6 +405,8 @@ def check_options(
             "--option, --train, --set and --max-events apply to the files form; a run uses its config's "
             "[validation] table and its own splits"
         )
+    if files_form and feature_set:
+        _check_feature_set_options(feature_set, options)
     if events is not None and files_form:
         raise ConfigError("--events applies to a RUN; in the files form use --max-events")
     if not 0 <= seed <= MAX_SEED:
@@ -415,6 +420,19 @@ def check_options(
             f"--plot-width {width} --plot-height {height} is invalid: a plot needs at least "
             f"{MIN_WIDTH} columns and {MIN_HEIGHT} lines"
         )
+
+
+def _check_feature_set_options(feature_set: str, options: dict[str, Any]) -> None:
+    """Build the feature set once, and name a bad option as the user typed it (``--option n=0``)."""
+    import re
+
+    from cmsgen.engine.errors import ConfigError
+    from cmsgen.engine.features import get_feature_set
+
+    try:
+        get_feature_set(feature_set, **options)
+    except ConfigError as error:
+        raise ConfigError(re.sub(r"data\.options\.(\w+) = ", r"--option \1=", error.message)) from None
 
 
 def run_validate(
