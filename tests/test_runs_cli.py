@@ -6,6 +6,7 @@ The module takes about one minute on two CPU cores (one short flow run, one run 
 from __future__ import annotations
 
 import json
+import shutil
 import math
 import os
 import signal
@@ -188,6 +189,14 @@ def test_runs_json_lists_run(trained: Path) -> None:
     assert rows[0]["state"] == "finished"
     assert rows[0]["progress"] == 1.0
     assert rows[0]["best_metric"] > 0
+
+
+def test_runs_names_copied_run_by_folder(trained: Path, tmp_path: Path) -> None:
+    shutil.copytree(trained / "runs" / "tiny", tmp_path / "runs" / "tiny-copy")
+    done = cli("runs", str(tmp_path / "runs"), "--json", cwd=trained)
+
+    assert done.returncode == 0, done.stderr
+    assert [row["name"] for row in json.loads(done.stdout)] == ["tiny-copy"]
 
 
 def test_runs_table_and_missing_dir(trained: Path) -> None:

@@ -88,7 +88,7 @@ def loss_series(run: RunDirectory, key: str = "loss") -> list[float]:
         ("model", "latent_dim", 0, "model.latent_dim = 0 is invalid: expected an integer >= 1"),
         ("model", "ema_decay", 1.5, "model.ema_decay = 1.5 is invalid"),
         ("model", "n_critic", True, "model.n_critic = True is invalid"),
-        ("validation", "pass_factr", 2.0, "'pass_factr' is unknown"),
+        ("validation", "pass_factr", 2.0, "validation.pass_factr is not a known key"),
         ("validation", "bins", -3, "bins = -3 is invalid"),
     ],
 )
@@ -176,6 +176,17 @@ def test_config_rejects_single_object_mass(tmp_path: Path) -> None:
 
     assert caught.value.message.startswith("data.options.n = 1 is invalid: the w1_mass metric")
     assert "Use n >= 2" in caught.value.message
+
+
+def test_config_rejects_fields_without_angles(tmp_path: Path) -> None:
+    options = {"collection": "jets", "n": 2, "fields": ["pt", "mass"]}
+    table = {"data": {"paths": ["/a.root"], "feature_set": "leading-objects", "options": options}, "model": {"family": "vae"}}
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(table, base_dir=tmp_path)
+
+    assert caught.value.message.startswith("data.options.fields = ['pt', 'mass'] is invalid")
+    assert caught.value.message.endswith("Include pt, eta and phi.")
 
 
 @pytest.mark.parametrize(
@@ -482,6 +493,15 @@ def test_unwritable_runs_dir(tmp_path: Path, cms_data: Path) -> None:
         start_run(config, runs_dir=blocker / "runs", name="x")
 
     assert str(blocker / "runs") in caught.value.message
+
+
+def test_missing_data_leaves_no_run(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, tmp_path / "nowhere" / "events.root", "flow"))
+
+    with pytest.raises(DataNotFoundError):
+        start_run(config, runs_dir=tmp_path / "runs", name="x")
+
+    assert not (tmp_path / "runs" / "x").exists()
 
 
 def test_existing_run_name_rejected(finished_flow_run: RunDirectory) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,21 @@ def test_settings_reject_bad_value() -> None:
         ValidationSettings.from_mapping({"bins": "many"})
     with pytest.raises(ConfigError, match="warn_factor"):
         ValidationSettings.from_mapping({"pass_factor": 4, "warn_factor": 3})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"p_value_pass": 2.0}, "validation.p_value_pass = 2.0 is invalid: a probability or fraction is at most 1"),
+        ({"memorisation_p_value": 4.0}, "memorisation_p_value = 4.0"),
+        ({"z_pull_pass": 3.0, "z_pull_warn": 2.0}, "validation.z_pull_warn = 2.0 is invalid: it must be >= z_pull_pass"),
+        ({"physicality_pass": 0.05}, "validation.physicality_warn = 0.01 is invalid: it must be >= physicality_pass"),
+        ({"fpd_min_samples": 10**9}, "fpd_max_samples"),
+    ],
+)
+def test_settings_reject_inconsistent_thresholds(values: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ValidationSettings.from_mapping(values)
 
 
 def test_report_rejects_wrong_shape() -> None:

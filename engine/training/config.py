@@ -271,7 +271,10 @@ def _check_feature_set(name: str, options: dict[str, Any]) -> None:
         if "mass" not in feature_set.observables(row):
             invariant_mass(row, feature_set.columns)
     except ConfigError as error:
-        if "n" in options:
+        fields = set(options.get("fields") or ())
+        if fields and not {"eta", "phi"} <= fields:
+            key, advice = f"data.options.fields = {list(options['fields'])!r}", " Include pt, eta and phi."
+        elif "n" in options:
             key, advice = f"data.options.n = {options['n']!r}", " Use n >= 2."
         else:
             key, advice = f"data.feature_set = {name!r}", ""

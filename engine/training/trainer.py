@@ -179,6 +179,24 @@ def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConf
     return RunDirectory(path)
 
 
+def check_inputs(config: RunConfig) -> None:
+    """Check that the data paths match files and that the layout files load, before a run directory exists.
+
+    A missing input then leaves no failed run behind, whose name the user would have to free by hand.
+    Errors that need the files' contents (no known layout, a damaged file) still come while the data is read.
+
+    Raises:
+        DataNotFoundError: A data path or layout file does not exist, or a directory holds no data file.
+        ConfigError: A layout file is invalid.
+    """
+    from cmsgen.engine.layouts import load_layout_file
+    from cmsgen.engine.sources.discovery import discover_files
+
+    discover_files(list(config.data.paths))
+    for layout_file in config.data.layout_files:
+        load_layout_file(layout_file)
+
+
 def start_run(
     config: RunConfig,
     runs_dir: str | Path = "runs",
@@ -196,6 +214,7 @@ def start_run(
         ConfigError: The run directory cannot be created, or the batch does not split into equal
             shares for the ranks.
     """
+    check_inputs(config)
     if distributed is None:
         resolve_device(config.training.device)  # an unavailable device leaves no empty run directory behind
         run = create_run_directory(runs_dir, name, config)

@@ -112,31 +112,40 @@ class ValidationSettings:
         known = {item.name: item for item in fields(cls)}
         for key, value in values.items():
             if key not in known:
-                raise ConfigError(
-                    f"[validation] key {key!r} is unknown: expected one of {', '.join(sorted(known))}"
-                )
+                raise ConfigError(f"validation.{key} is not a known key: expected one of {', '.join(sorted(known))}")
             default = getattr(settings, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"[validation] {key} = {value!r} is invalid: expected a number")
+                raise ConfigError(f"validation.{key} = {value!r} is invalid: expected a number")
             if isinstance(default, int) and not float(value).is_integer():
-                raise ConfigError(f"[validation] {key} = {value!r} is invalid: expected an integer")
+                raise ConfigError(f"validation.{key} = {value!r} is invalid: expected an integer")
             if not math.isfinite(float(value)) or value <= 0:
-                raise ConfigError(f"[validation] {key} = {value!r} is invalid: expected a number > 0")
+                raise ConfigError(f"validation.{key} = {value!r} is invalid: expected a number > 0")
+            if key in FRACTION_SETTINGS and value > 1:
+                raise ConfigError(f"validation.{key} = {value!r} is invalid: a probability or fraction is at most 1")
             setattr(settings, key, int(value) if isinstance(default, int) else float(value))
-        if settings.warn_factor < settings.pass_factor:
-            raise ConfigError(
-                f"[validation] warn_factor = {settings.warn_factor} is invalid: it must be >= pass_factor "
-                f"({settings.pass_factor})"
-            )
-        if settings.p_value_warn > settings.p_value_pass:
-            raise ConfigError(
-                f"[validation] p_value_warn = {settings.p_value_warn} is invalid: it must be <= p_value_pass "
-                f"({settings.p_value_pass})"
-            )
+        for strict, lenient, relation in ORDERED_SETTINGS:
+            strict_value, lenient_value = getattr(settings, strict), getattr(settings, lenient)
+            wrong = lenient_value < strict_value if relation == ">=" else lenient_value > strict_value
+            if wrong:
+                raise ConfigError(
+                    f"validation.{lenient} = {lenient_value} is invalid: it must be {relation} {strict} ({strict_value})"
+                )
         return settings
 
     def to_dict(self) -> dict[str, Any]:
         return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+# Settings that are probabilities or fractions of events, so at most 1.
+FRACTION_SETTINGS = frozenset({"p_value_pass", "p_value_warn", "physicality_pass", "physicality_warn", "memorisation_p_value"})
+# (stricter setting, more lenient setting, relation the lenient one must have to the stricter one).
+ORDERED_SETTINGS = (
+    ("pass_factor", "warn_factor", ">="),
+    ("p_value_pass", "p_value_warn", "<="),
+    ("physicality_pass", "physicality_warn", ">="),
+    ("z_pull_pass", "z_pull_warn", ">="),
+    ("fpd_min_samples", "fpd_max_samples", ">="),
+)
 
 
 @dataclass

@@ -39,7 +39,9 @@ def run_rows(runs_dir: Path) -> list[dict[str, Any]]:
     for run in list_runs(runs_dir):
         status = run.status()
         row = {key: status.get(key) for key in JSON_KEYS}
-        row["name"] = row["name"] or run.name
+        # The folder name is what --resume and generate accept; a copied or renamed run keeps
+        # the old name in its status.json.
+        row["name"] = run.name
         row["path"] = str(run.path)
         rows.append(row)
     return rows
