@@ -78,7 +78,8 @@ def test_comparison_key_matches_line_colours(comparison) -> None:  # type: ignor
     lines = plots.render_comparison(comparison, 80, 24).split("\n")
     real, generated = (f"\x1b[38;5;{code}m" for code in plots.SERIES_COLORS[:2])
 
-    assert real in lines[0] and generated in lines[0]
+    assert real in lines[0]
+    assert generated in lines[0]
     body = "\n".join(lines[1:])
     assert real in body
     assert generated in body

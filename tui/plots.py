@@ -116,7 +116,7 @@ def _legend_line(title: str, entries: Sequence[tuple[str, int]], width: int, col
         plain_parts.append(key)
         coloured_parts.append(key if colorless else f"\x1b[38;5;{color}m━\x1b[0m {label}")
     if len("  ".join(plain_parts)) > width:
-        # Cut the title, never the key: the key tells the lines apart.
+        # Cut the title, never the key, because the key is what tells the lines apart.
         keys = "  ".join(plain_parts[1 if title else 0 :])
         room = max(0, width - len(keys) - 2)
         cut_title = title if len(title) <= room else title[: max(0, room - 1)] + "…"
@@ -229,7 +229,7 @@ def render_lines(
 ) -> str:
     """Plot named (x, y) series as lines, for loss curves.
 
-    The first line holds ``title`` and the colour key of the series, so no
+    The first line contains ``title`` and the colour key of the series, so no
     legend box covers the data. ``logy`` draws the y axis on a log scale and
     leaves out points with y <= 0. ``marker`` is an (x, y) point, such as the
     best epoch, drawn as a dot that the key calls "best". Non-finite points

@@ -186,7 +186,7 @@ def check_inputs(config: RunConfig) -> None:
     Errors that need the files' contents (no known layout, a damaged file) still come while the data is read.
 
     Raises:
-        DataNotFoundError: A data path or layout file does not exist, or a directory holds no data file.
+        DataNotFoundError: A data path or layout file does not exist, or a directory contains no data file.
         ConfigError: A layout file is invalid.
     """
     from cmsgen.engine.layouts import load_layout_file

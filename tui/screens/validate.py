@@ -69,7 +69,7 @@ class ValidationFailed(Message):
 
 
 def has_checkpoint(run_dir: Path) -> bool:
-    """Return whether ``run_dir`` holds a saved model, so that it can generate events."""
+    """Return whether ``run_dir`` contains a saved model, so that it can generate events."""
     return any((run_dir / "checkpoints" / f"{name}.pt").is_file() for name in ("best", "last"))
 
 

@@ -57,9 +57,9 @@ class _GrowingArray:
 class MetricHistory:
     """Every value of every numeric metric seen so far, keyed by metric name, with its step.
 
-    Steps only grow within a run. A row with a smaller step than the last one means the file
-    was rewritten from an earlier step (a resumed run drops the lines after its checkpoint),
-    so the values from that step on are dropped before the row is added.
+    Steps only grow within a run. A row with a smaller step than the last one means that the
+    file was rewritten from an earlier step, as a resumed run drops the lines after its
+    checkpoint. The values from that step on are then dropped before the row is added.
     """
 
     def __init__(self) -> None:
