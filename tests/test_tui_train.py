@@ -316,3 +316,19 @@ async def test_attach_clears_typed_settings(tmp_path: Path) -> None:
 
         assert screen.query_one("#train-epochs", Input).value == ""
         assert screen.query_one("#train-lr", Input).value == ""
+
+
+@run_async
+async def test_config_change_drops_previous_data(tmp_path: Path) -> None:
+    app = CmsgenApp([tmp_path], tmp_path / "runs", initial_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        data = screen.query_one("#train-data", Input)
+        assert await wait_for(pilot, lambda: data.value.endswith(DOUBLEMU_FILE))
+        screen.query_one("#train-config-path", Input).value = str(VAE_CONFIG)
+        await pilot.pause()
+
+        # While the new config is read, the old config's paths must not count as edited data.
+        assert screen.read_settings().data == ()
+        assert await wait_for(pilot, lambda: data.value.endswith("Zmumu_Run2011A.csv"))
+        assert screen.read_settings().data == ()

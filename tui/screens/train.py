@@ -249,6 +249,7 @@ class TrainScreen(Screen[None]):
         self._config_data_text: str | None = None
         self._config_invalid = False
         self._preparing = False
+        self._reading_config = False
 
     def compose(self) -> ComposeResult:
         configs = find_sample_configs()
@@ -338,12 +339,17 @@ class TrainScreen(Screen[None]):
         self._shown_config = config
         self._config_data_text = None
         self._config_invalid = False
+        self._reading_config = False
         data = self.query_one("#train-data", Input)
         if config is None or not config.is_file():
             data.value = ""
             self._update_data_source()
             return
-        self.query_one("#train-data-source", Label).update(DATA_READING)
+        # Until the config is read, the field is empty, which means the config's own data: the
+        # paths of the previous config must not count as edited paths if s is pressed meanwhile.
+        self._reading_config = True
+        data.value = ""
+        self._update_data_source()
         self._read_config_data(config)
 
     @work(thread=True, exclusive=True, group="train-config", exit_on_error=False, description="read a training config")
@@ -361,6 +367,7 @@ class TrainScreen(Screen[None]):
     def on_config_data_read(self, message: ConfigDataRead) -> None:
         if message.config != self._shown_config:
             return  # the user picked another config meanwhile
+        self._reading_config = False
         data = self.query_one("#train-data", Input)
         if message.paths is None:
             self._config_invalid = True
@@ -391,7 +398,9 @@ class TrainScreen(Screen[None]):
         return not text.strip() or text == self._config_data_text
 
     def _update_data_source(self) -> None:
-        if self._config_invalid:
+        if self._reading_config:
+            source = DATA_READING
+        elif self._config_invalid:
             source = DATA_CONFIG_INVALID
         elif self._shown_config is None or not self._shown_config.is_file():
             source = ""
