@@ -218,8 +218,8 @@ async def test_resume_finished_needs_more_epochs(tmp_path: Path) -> None:
 
 @run_async
 async def test_failed_resume_shows_output_once(tmp_path: Path) -> None:
-    # A finished run without checkpoints or data: the resumed process exits with an error
-    # and leaves the state "finished", so only its exit code tells of the error.
+    # A finished run without checkpoints or data. The resumed process exits with an error and
+    # leaves the state "finished", so only its exit code shows the error.
     run_dir = make_run(tmp_path, "broken", "finished", 40)
     write_run_config(run_dir)
     app = CmsgenApp([tmp_path], tmp_path, attach_run=run_dir)

@@ -20,7 +20,7 @@ from cmsgen.engine.layouts.registry import CANONICAL_FIELDS
 from cmsgen.engine.report.checks import CrossCheckTotals, DuplicateFinder, FieldQuality, Multiplicity
 from cmsgen.engine.sources import DEFAULT_STEP_SIZE, Dataset, FileEntry, open_dataset
 from cmsgen.engine.sources.dataset import prefetched
-from cmsgen.engine.sources.rootfile import is_rntuple, judge_branch, open_root
+from cmsgen.engine.sources.rootfile import is_rntuple, open_root
 
 log = logging.getLogger(__name__)
 
@@ -87,38 +87,21 @@ def _file_dict(entry: FileEntry) -> dict[str, Any]:
     }
 
 
-def _rejudge_edm_branches(entry: FileEntry) -> tuple[list[dict[str, Any]], list[str]]:
-    """Return the unreadable branches of ``entry``, less the EDM branches that uproot reads, and a note for each of those.
-
-    The dataset lists every EDM product outside the layout as needing CMSSW without
-    looking at it. An unsplit branch of a plain type (``std::vector<uint16_t>``) reads
-    without CMSSW, so its interpretation is checked here, and an object type is probed
-    on its first entry, as the Files screen does. Split products stay listed.
-    """
-    if entry.choice is None or not entry.choice.layout.edm or not entry.unreadable:
-        return list(entry.unreadable), []
-    try:
-        tree = entry.tree_objects.get(entry.main_tree) or open_root(entry.path)[entry.main_tree]
-    except (CmsgenError, KeyError, OSError) as error:
-        log.warning("cannot open the tree %s of %s again to check its EDM branches: %s", entry.main_tree, entry.path, error)
-        return list(entry.unreadable), []
-    unreadable = []
+def _readable_edm_notes(entry: FileEntry) -> list[str]:
+    """Return a note for each EDM product of ``entry`` that uproot reads although the layout does not use it."""
     notes = []
-    for row in entry.unreadable:
-        name = row["branch"]
-        branch = tree.get(name) if name else None
-        if branch is None or branch.branches or judge_branch(branch) is not None:
-            unreadable.append(row)
-            continue
+    for product in entry.readable_edm:
+        name, typename = product["branch"], product["type"]
         meaning = EDM_FRAMEWORK_BRANCHES.get(name.rstrip("."))
         if meaning:
-            notes.append(f"{entry.path}: the EDM branch {name} ({branch.typename}) can be read without CMSSW, but its values are {meaning}")
+            notes.append(f"{entry.path}: the EDM branch {name} ({typename}) can be read without CMSSW, but its values are {meaning}")
         else:
+            layout = entry.choice.layout.name if entry.choice else "?"
             notes.append(
-                f"{entry.path}: the EDM branch {name} ({branch.typename}) can be read without CMSSW, "
-                f"but the layout {entry.choice.layout.name} does not use it, so the report does not read it"
+                f"{entry.path}: the EDM branch {name} ({typename}) can be read without CMSSW, "
+                f"but the layout {layout} does not use it, so the report does not read it"
             )
-    return unreadable, notes
+    return notes
 
 
 def _drift(files: list[FileEntry]) -> list[dict[str, Any]]:
@@ -311,9 +294,8 @@ def finish_report(
     for entry in dataset.files:
         if not entry.readable:
             unreadable.append({"file": str(entry.path), "branch": None, "reason": entry.error, "route": ""})
-        still_unreadable, readable_notes = _rejudge_edm_branches(entry)
-        unreadable.extend(still_unreadable)
-        notes.extend(readable_notes)
+        unreadable.extend(entry.unreadable)
+        notes.extend(_readable_edm_notes(entry))
         for tree in entry.trees:
             if tree.entries == 0:
                 notes.append(f"{entry.path}: {tree.kind} {tree.path} has zero entries")

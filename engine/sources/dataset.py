@@ -50,6 +50,8 @@ class FileEntry:
     error: str | None = None
     cleaning: list[str] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
+    # EDM products outside the layout that uproot reads without CMSSW: {"branch", "type"}.
+    readable_edm: list[dict[str, str]] = field(default_factory=list)
     csv_header: CsvHeader | None = None
     plans: dict[str, dict[str, FieldSpec]] = field(default_factory=dict)
     field_statuses: list[FieldStatus] = field(default_factory=list)
@@ -112,7 +114,9 @@ def _judge_unreadable(entry: FileEntry, root_file: Any) -> None:
     """Record branches that cannot be read, without reading all data.
 
     For EDM files every product outside the layout's split candidate collections
-    needs CMSSW; they are listed by product name without touching their baskets.
+    needs CMSSW, and is listed by product name without touching its baskets, unless
+    it is an unsplit branch that uproot reads (a plain ``std::vector<uint16_t>``
+    such as ``BranchListIndexes``, or an object whose first entry reads).
     """
     layout = entry.choice.layout if entry.choice else None
     tree = entry.tree_objects.get(entry.main_tree) or root_file[entry.main_tree]
@@ -122,6 +126,9 @@ def _judge_unreadable(entry: FileEntry, root_file: Any) -> None:
         for branch in tree.branches:
             product = branch.name.rstrip(".")
             if product in used:
+                continue
+            if not branch.branches and judge_branch(branch) is None:
+                entry.readable_edm.append({"branch": branch.name, "type": branch.typename})
                 continue
             entry.unreadable.append(
                 {

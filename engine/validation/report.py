@@ -33,8 +33,7 @@ from cmsgen.engine.validation import memorisation as memorisation_module
 from cmsgen.engine.validation import multivariate, physics, univariate
 from cmsgen.engine.validation.histograms import HistogramComparison, compare_histograms, shared_edges
 from cmsgen.engine.validation.physics import FeatureSetLike
-# load_report, report_to_markdown and summary_rows stay importable from here for older callers.
-from cmsgen.engine.validation.summary import SCHEMA_VERSION, load_report, report_to_markdown, summary_rows  # noqa: F401
+from cmsgen.engine.validation.summary import SCHEMA_VERSION, report_to_markdown
 from cmsgen.engine.validation.univariate import MetricResult, finite_or_none
 
 log = logging.getLogger(__name__)

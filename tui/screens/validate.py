@@ -283,15 +283,16 @@ class ValidateScreen(Screen[None]):
         )
         if warnings:
             step += f" · [yellow]{len(warnings)} warning{'s' if len(warnings) != 1 else ''}[/]"
-        requested = inputs.get("checkpoint_requested")
-        if requested and inputs.get("checkpoint") and requested != inputs["checkpoint"]:
-            step += f" · {escape(str(inputs['checkpoint']))} checkpoint"
+        requested, sampled = inputs.get("checkpoint_requested"), inputs.get("checkpoint")
+        fell_back = bool(requested and sampled and requested != sampled)
+        if fell_back:
+            step += f" · {escape(str(sampled))} checkpoint"
         self.query_one("#validate-step", Static).update(step)
         for warning in warnings:
             self.notify(str(warning.get("message", "")), title="Validation warning", severity="warning", timeout=10)
-        if requested and inputs.get("checkpoint") and requested != inputs["checkpoint"]:
+        if fell_back:
             self.notify(
-                f"{message.run_dir.name} has no {requested} checkpoint, so the {inputs['checkpoint']} checkpoint was validated.",
+                f"{message.run_dir.name} has no {requested} checkpoint, so the {sampled} checkpoint was validated.",
                 severity="warning",
                 timeout=10,
             )
