@@ -98,6 +98,7 @@ def test_tmux_report_train_validate(cms_data: Path, tmp_path: Path) -> None:
         terminal.wait_for("No run attached")
         terminal.settle()
         terminal.fill_field("c", str(GAN_CONFIG), "gan_zmumu_2010.toml")
+        terminal.wait_for("from config", timeout=60)  # the config's data are read in a worker
         terminal.fill_field("e", "2", "Epochs 2")
         terminal.fill_field("b", "64", "Batch 64")
         terminal.escape()

@@ -48,6 +48,7 @@ async def test_train_starts_real_run(cms_data: Path, tmp_path: Path) -> None:
         screen = app.screen
         assert isinstance(screen, TrainScreen)
         screen.query_one("#train-config-path", Input).value = str(GAN_CONFIG)
+        assert await wait_for(pilot, lambda: data_source(screen) == "from config", tries=400)
         screen.query_one("#train-epochs", Input).value = "2"
         screen.query_one("#train-batch", Input).value = "64"
         screen.set_focus(None)
@@ -100,6 +101,7 @@ async def test_train_rejects_bad_settings(tmp_path: Path) -> None:
         broken = tmp_path / "broken.toml"
         broken.write_text("[model]\nfamily = 'transformer'\n[data]\npaths = ['x.root']\n")
         screen.query_one("#train-config-path", Input).value = str(broken)
+        assert await wait_for(pilot, lambda: data_source(screen) == "invalid config", tries=400)
         await pilot.press("s")
         assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
         assert "transformer" in str(app.screen.query_one("#error-message").render())
@@ -332,3 +334,4 @@ async def test_config_change_drops_previous_data(tmp_path: Path) -> None:
         assert screen.read_settings().data == ()
         assert await wait_for(pilot, lambda: data.value.endswith("Zmumu_Run2011A.csv"))
         assert screen.read_settings().data == ()
+

@@ -477,6 +477,9 @@ class TrainScreen(Screen[None]):
         if self._preparing:
             self.notify("The run is being prepared: wait a moment.", severity="warning")
             return
+        if self._reading_config:
+            self.notify("The config is still being read: press s again in a moment.", severity="warning")
+            return
         runs_dir: Path = self.app.runs_dir  # type: ignore[attr-defined]
         self._preparing = True
         self._prepare_run(settings, runs_dir / settings.name)
