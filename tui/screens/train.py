@@ -250,6 +250,8 @@ class TrainScreen(Screen[None]):
         self._config_invalid = False
         self._preparing = False
         self._reading_config = False
+        # s was pressed while the config was read: the run starts once it is read.
+        self._start_pending = False
 
     def compose(self) -> ComposeResult:
         configs = find_sample_configs()
@@ -340,6 +342,7 @@ class TrainScreen(Screen[None]):
         self._config_data_text = None
         self._config_invalid = False
         self._reading_config = False
+        self._start_pending = False  # s asked for the previous config
         data = self.query_one("#train-data", Input)
         if config is None or not config.is_file():
             data.value = ""
@@ -368,6 +371,7 @@ class TrainScreen(Screen[None]):
         if message.config != self._shown_config:
             return  # the user picked another config meanwhile
         self._reading_config = False
+        start_pending, self._start_pending = self._start_pending, False
         data = self.query_one("#train-data", Input)
         if message.paths is None:
             self._config_invalid = True
@@ -379,6 +383,8 @@ class TrainScreen(Screen[None]):
         data.value = self._config_data_text
         data.cursor_position = 0
         self._update_data_source()
+        if start_pending:
+            self.action_start()
 
     def show_run_config(self, run_dir: Path) -> None:
         """Fill the Config and Data fields with the config of ``run_dir``, when it has one."""
@@ -478,7 +484,8 @@ class TrainScreen(Screen[None]):
             self.notify("The run is being prepared: wait a moment.", severity="warning")
             return
         if self._reading_config:
-            self.notify("The config is still being read: press s again in a moment.", severity="warning")
+            self._start_pending = True
+            self.notify("The config is being read: the run starts once it is read.", title="Training")
             return
         runs_dir: Path = self.app.runs_dir  # type: ignore[attr-defined]
         self._preparing = True
