@@ -49,7 +49,8 @@ async def test_train_starts_real_run(cms_data: Path, tmp_path: Path) -> None:
         assert isinstance(screen, TrainScreen)
         screen.query_one("#train-config-path", Input).value = str(GAN_CONFIG)
         # The sample config chosen at mount can finish reading after the path is typed.
-        assert await wait_for(pilot, lambda: screen._shown_config == GAN_CONFIG and data_source(screen) == "from config", tries=400)
+        assert await wait_for(pilot, lambda: screen._shown_config == GAN_CONFIG, tries=400)
+        assert await wait_for(pilot, lambda: data_source(screen) == "from config", tries=400)
         screen.query_one("#train-epochs", Input).value = "2"
         screen.query_one("#train-batch", Input).value = "64"
         screen.set_focus(None)
@@ -95,13 +96,13 @@ async def test_start_waits_for_config_read(cms_data: Path, tmp_path: Path) -> No
         screen.query_one("#train-epochs", Input).value = "1"
         screen.query_one("#train-batch", Input).value = "64"
         screen.query_one("#train-config-path", Input).value = str(GAN_CONFIG)
-        # s pressed while the config is read: the read result has not been handled yet.
+        # Press s while the config is read, before the screen handles the read result.
         screen.show_config_data()
         assert data_source(screen) == "reading config…"
         screen.action_start()
         assert screen.process is None
         assert await wait_for(pilot, lambda: screen.process is not None, tries=400)
-        assert any("starts once it is read" in text for text in notification_texts(app))
+        assert any("starts when the read ends" in text for text in notification_texts(app))
         monitor = screen.query_one(RunMonitor)
         assert await wait_for(pilot, lambda: (monitor.status or {}).get("state") == "finished", tries=1200)
         assert screen.process.wait(timeout=60) == 0

@@ -250,8 +250,8 @@ class TrainScreen(Screen[None]):
         self._config_invalid = False
         self._preparing = False
         self._reading_config = False
-        # s was pressed while the config was read: the run starts once it is read.
-        self._start_pending = False
+        # Whether s was pressed while the config was read, so the run starts once the read ends.
+        self._start_requested = False
 
     def compose(self) -> ComposeResult:
         configs = find_sample_configs()
@@ -342,7 +342,7 @@ class TrainScreen(Screen[None]):
         self._config_data_text = None
         self._config_invalid = False
         self._reading_config = False
-        self._start_pending = False  # s asked for the previous config
+        self._start_requested = False  # The start request was for the previous config.
         data = self.query_one("#train-data", Input)
         if config is None or not config.is_file():
             data.value = ""
@@ -371,7 +371,7 @@ class TrainScreen(Screen[None]):
         if message.config != self._shown_config:
             return  # the user picked another config meanwhile
         self._reading_config = False
-        start_pending, self._start_pending = self._start_pending, False
+        start_requested, self._start_requested = self._start_requested, False
         data = self.query_one("#train-data", Input)
         if message.paths is None:
             self._config_invalid = True
@@ -383,7 +383,7 @@ class TrainScreen(Screen[None]):
         data.value = self._config_data_text
         data.cursor_position = 0
         self._update_data_source()
-        if start_pending:
+        if start_requested:
             self.action_start()
 
     def show_run_config(self, run_dir: Path) -> None:
@@ -484,8 +484,8 @@ class TrainScreen(Screen[None]):
             self.notify("The run is being prepared: wait a moment.", severity="warning")
             return
         if self._reading_config:
-            self._start_pending = True
-            self.notify("The config is being read: the run starts once it is read.", title="Training")
+            self._start_requested = True
+            self.notify("The config is being read: the run starts when the read ends.", title="Training")
             return
         runs_dir: Path = self.app.runs_dir  # type: ignore[attr-defined]
         self._preparing = True
