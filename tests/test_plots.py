@@ -87,10 +87,11 @@ def test_comparison_key_matches_line_colours(comparison) -> None:  # type: ignor
 
 def test_small_comparison_keeps_data_rows(comparison) -> None:  # type: ignore[no-untyped-def]
     lines = plots.render_comparison(comparison, 78, 11, colorless=True).split("\n")
-    braille_rows = [line for line in lines if any("\u2800" <= char <= "\u28ff" for char in line)]
+    # Real is drawn in braille and generated with dots, because the plot has no colours.
+    data_rows = [line for line in lines[1:] if any("\u2800" <= char <= "\u28ff" or char == "•" for char in line)]
 
-    assert lines[0].startswith("mass [GeV]  ━ real  ━ generated")
-    assert len(braille_rows) >= 6
+    assert lines[0].startswith("mass [GeV]  ⠤⠤ real  •• generated")
+    assert len(data_rows) >= 6
     assert sum(line.lstrip().startswith(("1┤", "2┤")) for line in lines) == 2
 
 
@@ -99,7 +100,7 @@ def test_lines_key_instead_of_legend_box() -> None:
     series = {"loss_critic": (steps, [1.0 / s for s in steps]), "loss_generator": (steps, [0.5] * 50)}
     lines = plots.render_lines(series, 60, 10, "Losses", marker=(20.0, 0.05), colorless=True).split("\n")
 
-    assert lines[0] == "Losses  ━ loss_critic  ━ loss_generator  ● best"
+    assert lines[0] == "Losses  ⠤⠤ loss_critic  •• loss_generator  ● best"
     assert not any("loss_critic" in line for line in lines[1:])
 
 
@@ -123,3 +124,17 @@ def test_comparison_panels_share_x_axis() -> None:
     axis_columns = {line.index("┤") for line in lines if "┤" in line}
 
     assert len(axis_columns) == 1
+
+
+def test_colorless_comparison_distinct_glyphs(comparison) -> None:  # type: ignore[no-untyped-def]
+    key, *body = plots.render_comparison(comparison, 80, 24, colorless=True).split("\n")
+    assert "⠤⠤ real" in key
+    assert "•• generated" in key
+    assert any("•" in line for line in body)
+    assert any(re.search("[\u2801-\u28ff]", line) for line in body)
+
+
+def test_coloured_comparison_braille_only(comparison) -> None:  # type: ignore[no-untyped-def]
+    text = ANSI.sub("", plots.render_comparison(comparison, 80, 24))
+    assert "•" not in text
+    assert "━ real" in text

@@ -79,6 +79,8 @@ def test_validate_run_table_and_markdown(trained_run: Path, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert "verdict:" in result.output
     assert "generated / real" in result.output
+    # Printed into a pipe, the plots draw generated events with their own glyph.
+    assert "•• generated" in result.output
     text = markdown.read_text()
     assert text.startswith("# Validation of validate-me")
     assert "| univariate | mass [GeV] |" in text

@@ -35,6 +35,10 @@ THEME = "simple"
 # sequence of 256-colour codes (bright blue, green, red, cyan, magenta, yellow).
 # The colour keys above the plots use the same codes.
 SERIES_COLORS = (12, 10, 9, 14, 13, 11)
+# Without colours, each series is drawn with its own glyph, which the key shows. The first is
+# plotext's braille marker, shown in the key as a short braille line.
+SERIES_MARKERS = ("braille", "•", "x", "+", "o", "*")
+BRAILLE_KEY = "⠤⠤"
 MIN_WIDTH = 20
 MIN_HEIGHT = 6
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -78,11 +82,27 @@ def _step(edges: Sequence[float], values: Sequence[float]) -> tuple[list[float],
     return xs, ys
 
 
-def _draw(plot: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
-    """Draw a line through the points, in the next colour of ``SERIES_COLORS``; draw nothing without points."""
+def _series_marker(index: int, colorless: bool) -> str:
+    """Return the plotext marker of series ``index``: braille in colour, else a glyph of its own."""
+    return SERIES_MARKERS[index % len(SERIES_MARKERS)] if colorless else "braille"
+
+
+def _key_glyph(index: int, colorless: bool) -> str:
+    """Return the key's sample of series ``index``: a coloured bar in colour, else the series' glyph."""
+    if not colorless:
+        return "━"
+    marker = _series_marker(index, colorless)
+    return BRAILLE_KEY if marker == "braille" else marker * 2
+
+
+def _draw(plot: Any, xs: Sequence[float], ys: Sequence[float], marker: str = "braille") -> None:
+    """Draw a line through the points with ``marker``, in the next colour of ``SERIES_COLORS``.
+
+    Nothing is drawn when there are no points.
+    """
     if not xs:
         return
-    signal = plot.signal(list(xs), list(ys), marker="braille")
+    signal = plot.signal(list(xs), list(ys), marker=marker)
     signal.lines()
     plot.draw(signal)
 
@@ -107,14 +127,17 @@ def _axis_label(name: str, unit: str) -> str:
 def _legend_line(title: str, entries: Sequence[tuple[str, int]], width: int, colorless: bool) -> str:
     """Return one line with ``title`` and a key per (label, 256-colour code) entry, the title cut to fit ``width``.
 
+    Without colours, each key shows the glyph of its series (see :func:`_key_glyph`).
+
     The key sits above the plot instead of in plotext's legend box, which would cover the data in small panels.
     """
     plain_parts = [title] if title else []
     coloured_parts = list(plain_parts)
-    for label, color in entries:
-        key = f"━ {label}"
+    for index, (label, color) in enumerate(entries):
+        glyph = _key_glyph(index, colorless)
+        key = f"{glyph} {label}"
         plain_parts.append(key)
-        coloured_parts.append(key if colorless else f"\x1b[38;5;{color}m━\x1b[0m {label}")
+        coloured_parts.append(key if colorless else f"\x1b[38;5;{color}m{glyph}\x1b[0m {label}")
     if len("  ".join(plain_parts)) > width:
         # Cut the title, never the key, because the key is what tells the lines apart.
         keys = "  ".join(plain_parts[1 if title else 0 :])
@@ -176,8 +199,8 @@ def render_comparison(
         for panel in (top, bottom):
             panel.canvas("default")
 
-        _draw(top, *_step(edges, hc.real))
-        _draw(top, *_step(edges, hc.generated))
+        _draw(top, *_step(edges, hc.real), marker=_series_marker(0, colorless))
+        _draw(top, *_step(edges, hc.generated), marker=_series_marker(1, colorless))
         top.ruler("x").lim(*x_range)
         top.ruler("x").ticks([], [])
         top.ruler("y").lim(0.0, peak * 1.05)
@@ -187,8 +210,8 @@ def render_comparison(
         bottom.axes(False, axis=0, side=1)
 
         # The ideal line first, so that it takes the colour of "real" and the ratio that of "generated".
-        _draw(bottom, list(x_range), [1.0, 1.0])
-        _draw(bottom, *_step(edges, np.clip(hc.ratio, 0.0, 2.0)))
+        _draw(bottom, list(x_range), [1.0, 1.0], marker=_series_marker(0, colorless))
+        _draw(bottom, *_step(edges, np.clip(hc.ratio, 0.0, 2.0)), marker=_series_marker(1, colorless))
         bottom.ruler("y").lim(0.0, 2.0)
         bottom.ruler("y").ticks(*_aligned_ticks(2.0, 3, label_width))
         bottom.ruler("x").lim(*x_range)
@@ -243,7 +266,7 @@ def render_lines(
         for name, (xs, ys) in series.items():
             points = [(float(x), float(y)) for x, y in zip(xs, ys) if math.isfinite(float(y)) and (not logy or y > 0)]
             if points:
-                _draw(figure, [p[0] for p in points], [p[1] for p in points])
+                _draw(figure, [p[0] for p in points], [p[1] for p in points], marker=_series_marker(len(key), colorless))
                 key.append((name, SERIES_COLORS[len(key) % len(SERIES_COLORS)]))
         if marker is not None and all(math.isfinite(v) for v in marker) and (not logy or marker[1] > 0):
             point = figure.signal([float(marker[0])], [float(marker[1])], marker="●")

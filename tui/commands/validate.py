@@ -286,11 +286,16 @@ def _verdict_markup(verdict: str) -> str:
 
 
 def print_plots(report: ValidationReport, console: Console, width: int, height: int) -> None:
-    """Print the real-versus-generated plot of every feature and observable."""
+    """Print the real-versus-generated plot of every feature and observable.
+
+    Where the console prints no colours (a pipe, a file or ``NO_COLOR``), real and generated
+    are drawn with different glyphs.
+    """
     from cmsgen.tui.plots import render_comparison, to_rich_text
 
+    colorless = console.color_system is None
     for histogram in report.histograms():
-        console.print(to_rich_text(render_comparison(histogram, width, height)))
+        console.print(to_rich_text(render_comparison(histogram, width, height, colorless=colorless)))
 
 
 def _import_figure_libraries() -> tuple[Any, Any]:

@@ -334,4 +334,5 @@ class ValidateScreen(Screen[None]):
         from cmsgen.engine.validation.histograms import histogram_comparison_from_dict
 
         comparison = histogram_comparison_from_dict(variable["histogram"])
-        plot.renderer = lambda width, height: plots.render_comparison(comparison, width, height)
+        colorless = self.app.no_color
+        plot.renderer = lambda width, height: plots.render_comparison(comparison, width, height, colorless=colorless)

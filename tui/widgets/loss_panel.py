@@ -247,7 +247,7 @@ class LossPanel(Widget):
         # The title gets its own line because the plot's first line is the colour key, and
         # a long key would cut the title there, with the modes that the keys m and y toggle.
         title = Text(self.panel_title(best)[:width], style="bold")
-        plot = draw_lines(series, width, height - 1, "", logy=self.logy, marker=best)
+        plot = draw_lines(series, width, height - 1, "", logy=self.logy, marker=best, colorless=self.app.no_color)
         return Text("\n").join([title, plots.to_rich_text(plot)])
 
     def render(self) -> Text:

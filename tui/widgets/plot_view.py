@@ -32,12 +32,14 @@ def draw_lines(
     title: str,
     logy: bool = False,
     marker: tuple[float, float] | None = None,
+    colorless: bool = False,
 ) -> str:
     """Draw named lines into a ``width`` x ``height`` cell box and return ANSI text.
 
-    ``marker`` is an optional (x, y) point drawn on top.
+    ``marker`` is an optional (x, y) point drawn on top. ``colorless`` draws each line with its
+    own glyph, for terminals without colours (``NO_COLOR``).
     """
-    return plots.render_lines(series, width, height, title, logy=logy, marker=marker)
+    return plots.render_lines(series, width, height, title, logy=logy, marker=marker, colorless=colorless)
 
 
 class PlotView(Widget):
