@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from cmsgen.engine.errors import ConfigError, DataNotFoundError, NoEventsError, RunFailedError
+from cmsgen.engine.errors import ConfigError, DataNotFoundError, NoEventsError, RunFailedError, UnreadableFileError
 from cmsgen.engine.features import load_features
 from cmsgen.engine.training import checkpoint as checkpoint_module
 from cmsgen.engine.training.config import dumps_toml, load_config, parse_config
@@ -499,6 +499,26 @@ def test_missing_data_leaves_no_run(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, tmp_path / "nowhere" / "events.root", "flow"))
 
     with pytest.raises(DataNotFoundError):
+        start_run(config, runs_dir=tmp_path / "runs", name="x")
+
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_unknown_layout_leaves_no_run(tmp_path: Path, shared_data: Path) -> None:
+    config = load_config(write_config(tmp_path, shared_data / "legacy" / "uproot-issue64.root", "flow"))
+
+    with pytest.raises(UnreadableFileError, match="No known layout matches"):
+        start_run(config, runs_dir=tmp_path / "runs", name="x")
+
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_non_root_file_leaves_no_run(tmp_path: Path) -> None:
+    not_root = tmp_path / "events.root"
+    not_root.write_text("not a ROOT file\n", encoding="utf-8")
+    config = load_config(write_config(tmp_path, not_root, "flow"))
+
+    with pytest.raises(UnreadableFileError):
         start_run(config, runs_dir=tmp_path / "runs", name="x")
 
     assert not (tmp_path / "runs" / "x").exists()

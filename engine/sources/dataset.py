@@ -235,13 +235,18 @@ class Dataset:
     def n_entries(self) -> int:
         return sum(f.entries for f in self.readable_files)
 
-    def iterate(self, step_size: int = DEFAULT_STEP_SIZE, max_events: int | None = None) -> Iterator[tuple[FileEntry, CanonicalChunk]]:
-        """Yield (file, chunk) pairs of canonical events, reading at most ``step_size`` entries at a time."""
+    def require_layout(self) -> Layout:
+        """Return the dataset's layout, or raise UnreadableFileError when no known layout matches its files."""
         if self.layout is None:
             names = ", ".join(str(f.path) for f in self.files[:3])
             raise UnreadableFileError(
                 f"No known layout matches the branches of {names}; write a layout TOML file that maps its branches and pass it with --layout-file FILE."
             )
+        return self.layout
+
+    def iterate(self, step_size: int = DEFAULT_STEP_SIZE, max_events: int | None = None) -> Iterator[tuple[FileEntry, CanonicalChunk]]:
+        """Yield (file, chunk) pairs of canonical events, reading at most ``step_size`` entries at a time."""
+        self.require_layout()
         remaining = max_events
         for entry in self.readable_files:
             for chunk in self.iterate_file(entry, step_size):

@@ -180,21 +180,26 @@ def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConf
 
 
 def check_inputs(config: RunConfig) -> None:
-    """Check that the data paths match files and that the layout files load, before a run directory exists.
+    """Check that the data files open with a known layout, before a run directory exists.
 
-    A missing input then leaves no failed run behind, whose name the user would have to free by hand.
-    Errors that need the files' contents (no known layout, a damaged file) still come while the data is read.
+    A bad input then leaves no failed run behind, whose name the user would have to free by hand.
+    Only the files' headers and branch names are read here. Damaged baskets or pages are found
+    while the data is read.
 
     Raises:
         DataNotFoundError: A data path or layout file does not exist, or a directory contains no data file.
         ConfigError: A layout file is invalid.
+        UnreadableFileError: No data file can be opened, or no known layout matches their branches.
     """
     from cmsgen.engine.layouts import load_layout_file
+    from cmsgen.engine.sources import open_dataset
     from cmsgen.engine.sources.discovery import discover_files
 
     discover_files(list(config.data.paths))
     for layout_file in config.data.layout_files:
         load_layout_file(layout_file)
+    dataset = open_dataset(list(config.data.paths), layout_files=config.data.layout_files, judge_branches=False)
+    dataset.require_layout()
 
 
 def start_run(
