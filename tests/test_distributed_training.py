@@ -46,6 +46,7 @@ SMALL_MODELS: dict[str, dict[str, Any]] = {
         "mmd_weight": 5.0,
     },
     "vae": {"encoder_features": [32, 32], "decoder_features": [32, 32], "kl_warmup_steps": 10},
+    "vae-mmd": {"encoder_features": [32, 32], "decoder_features": [32, 32], "kl_warmup_steps": 10, "mmd_weight": 10.0},
     "flow": {"transforms": 2, "hidden_features": [16, 16], "bins": 4},
 }
 
@@ -223,7 +224,7 @@ def test_runs_lists_rank_count(zmumu_runs: dict[str, Any]) -> None:
     assert model_label(single) == "gan"
 
 
-@pytest.mark.parametrize("model", ["vae", "flow", "gan-mmd"])
+@pytest.mark.parametrize("model", ["vae", "flow", "gan-mmd", "vae-mmd"])
 def test_two_ranks_match_one_process_sample(tmp_path: Path, model: str) -> None:
     write_sample(tmp_path / "sample", n_events=600, seed=5, layouts=("nanoaod",), n_files=1)
     config = write_config(tmp_path, tmp_path / "sample" / "nanoaod", model, epochs=2)

@@ -185,6 +185,40 @@ class GenerativeModel(nn.Module):
         """Set the differentiable map from preprocessed batches [B, dim] to invariant masses [B] (GeV)."""
         self._mass_function = fn
 
+    def _check_mass_function(self, mmd_weight: float) -> None:
+        """Raise ConfigError when the mass MMD term is on but the feature set has no differentiable mass."""
+        if mmd_weight > 0 and self._mass_function is None:
+            raise ConfigError(
+                f"model.mmd_weight = {mmd_weight} is invalid: this feature set has no differentiable "
+                "invariant mass of two objects. Set mmd_weight = 0."
+            )
+
+    def _mass_mmd(self, generated: torch.Tensor, real: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:
+        """Return the biased squared MMD between the masses of ``generated`` and ``real`` (Gaussian kernels).
+
+        ``bandwidths`` are the kernel widths in GeV. With several ranks, the MMD is that of the
+        whole global batch: the masses of the other ranks' rows are gathered without gradients.
+        """
+        assert self._mass_function is not None
+        generated_mass = self._gather_over_ranks(self._mass_function(generated))
+        real_mass = self._gather_over_ranks(self._mass_function(real).detach())
+        samples = torch.cat([generated_mass, real_mass])[:, None]
+        distances = (samples - samples.T) ** 2
+        kernel = sum(torch.exp(-distances / (2 * width**2)) for width in bandwidths)
+        n = generated_mass.shape[0]
+        return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+
+    def _global_gradient(self, value: torch.Tensor) -> torch.Tensor:
+        """Return ``value`` with its gradient scaled by the world size, for a term computed over the global batch.
+
+        Each rank differentiates such a term through its own rows only, and the data-parallel
+        wrapper averages the ranks' gradients. Scaling the gradient (not the value) by the world
+        size makes that average the gradient of the global term.
+        """
+        if self._world_size == 1:
+            return value
+        return value + (self._world_size - 1) * (value - value.detach())
+
     def data_parallel_modules(self) -> dict[str, nn.Module]:
         """Return the networks to wrap in ``DistributedDataParallel``, by name.
 

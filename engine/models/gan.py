@@ -9,7 +9,6 @@ import zuko.nn
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from cmsgen.engine.errors import ConfigError
 from cmsgen.engine.models.base import GenerativeModel, Hyperparameter, check_learning_rate, clip_and_step
 
 
@@ -116,11 +115,7 @@ class WGANGP(GenerativeModel):
         self._check_batch(batch)
         if not self.optimizers:
             raise RuntimeError("call configure_optimizers before training_step")
-        if self.mmd_weight > 0 and self._mass_function is None:
-            raise ConfigError(
-                f"model.mmd_weight = {self.mmd_weight} is invalid: this feature set has no differentiable "
-                "invariant mass of two objects. Set mmd_weight = 0."
-            )
+        self._check_mass_function(self.mmd_weight)
         critic_optimizer, generator_optimizer = self.optimizers
         size = batch.shape[0]
         critic = self._replica("critic")
@@ -146,14 +141,8 @@ class WGANGP(GenerativeModel):
             loss_generator = -self.critic(fake).mean()
             mmd = torch.zeros((), device=batch.device)
             if self.mmd_weight > 0:
-                mmd = self._mass_mmd(fake, batch)
-                mmd_term = mmd
-                if self._world_size > 1:
-                    # Each rank differentiates the global MMD through its own generated rows only,
-                    # and the wrapper averages the ranks' gradients. Scaling the gradient (not the
-                    # value) by the world size makes that average the gradient of the global MMD.
-                    mmd_term = mmd + (self._world_size - 1) * (mmd - mmd.detach())
-                loss_generator = loss_generator + self.mmd_weight * mmd_term
+                mmd = self._mass_mmd(fake, batch, self.mmd_bandwidths)
+                loss_generator = loss_generator + self.mmd_weight * self._global_gradient(mmd)
             clip_and_step(generator_optimizer, loss_generator, list(self.generator.parameters()), self.grad_clip)
             self.critic.requires_grad_(True)
             self.generator_ema.update_parameters(self.generator)
@@ -188,21 +177,6 @@ class WGANGP(GenerativeModel):
         scores = self._replica("critic")(interpolates)
         (gradients,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
         return ((gradients.norm(dim=1) - 1.0) ** 2).mean()
-
-    def _mass_mmd(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """Return the biased squared MMD between the masses of ``fake`` and ``real`` (Gaussian kernels).
-
-        With several ranks, the MMD is that of the whole global batch: the masses of the other
-        ranks' rows are gathered without gradients.
-        """
-        assert self._mass_function is not None
-        fake_mass = self._gather_over_ranks(self._mass_function(fake))
-        real_mass = self._gather_over_ranks(self._mass_function(real).detach())
-        samples = torch.cat([fake_mass, real_mass])[:, None]
-        distances = (samples - samples.T) ** 2
-        kernel = sum(torch.exp(-distances / (2 * width**2)) for width in self.mmd_bandwidths)
-        n = fake_mass.shape[0]
-        return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
 
     def _sample_chunk(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         return self.generator_ema.module(self._noise((n, self.latent_dim), generator))
