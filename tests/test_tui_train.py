@@ -15,7 +15,7 @@ from cmsgen.engine.training.config import dumps_toml, load_config
 from cmsgen.tui.app import CmsgenApp
 from cmsgen.tui.screens.error import ErrorScreen
 from cmsgen.tui.screens.train import SettingsError, TrainScreen, parse_optional, write_requested_config
-from cmsgen.tui.widgets.loss_panel import LossPanel
+from cmsgen.tui.widgets.loss_panel import LossPanel, MetricHistory
 from cmsgen.tui.widgets.run_monitor import RunMonitor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -304,6 +304,24 @@ async def test_panel_titles_name_modes(tmp_path: Path) -> None:
         assert loss_panel.render_text(50, 14).plain.splitlines()[0] == "Losses (smoothed, log y)"
         await pilot.press("y")
         assert loss_panel.render_text(50, 14).plain.splitlines()[0] == "Losses (smoothed)"
+
+
+@pytest.mark.parametrize(
+    ("smooth", "logy", "width", "expected"),
+    [
+        (False, False, 80, "w1_mass  best 0.4568 @ step 123456"),
+        (False, True, 35, "w1_mass (log y)  best 0.457 @123456"),
+        (False, True, 34, "w1_mass (log y) best 0.457"),
+        (True, True, 32, "w1_mass (smooth, log) best 0.457"),
+        (True, True, 12, "w1_mass (smo"),
+    ],
+)
+def test_panel_title_fits_width(smooth: bool, logy: bool, width: int, expected: str) -> None:
+    panel = LossPanel("w1_mass", MetricHistory(), metrics=["w1_mass"], mark_best=True)
+    panel.smooth = smooth
+    panel.logy = logy
+
+    assert panel.panel_title((123456.0, 0.45678), width) == expected
 
 
 @run_async

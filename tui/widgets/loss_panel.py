@@ -228,13 +228,29 @@ class LossPanel(Widget):
         index = int(np.argmin(np.where(finite, values, np.inf)))
         return float(steps[index]), float(values[index])
 
-    def panel_title(self, best: tuple[float, float] | None = None) -> str:
-        """Return the title with the display modes that are on, such as ``Losses (smoothed, log y)``."""
+    def panel_title(self, best: tuple[float, float] | None = None, width: int | None = None) -> str:
+        """Return the title with the display modes that are on, such as ``Losses (smoothed, log y)``.
+
+        With ``width``, the title gets shorter forms until it fits: the best value with fewer
+        digits, then without its step, then with the modes abbreviated. Only then is it cut.
+        """
         modes = [mode for mode, on in (("smoothed", self.smooth), ("log y", self.logy)) if on]
+        short_modes = [mode for mode, on in (("smooth", self.smooth), ("log", self.logy)) if on]
         title = f"{self.title} ({', '.join(modes)})" if modes else self.title
-        if best is not None:
-            title += f"  best {best[1]:.4g} @ step {best[0]:.0f}"
-        return title
+        if best is None:
+            return title if width is None else title[:width]
+        value, step = best[1], best[0]
+        short_title = f"{self.title} ({', '.join(short_modes)})" if short_modes else self.title
+        forms = [
+            f"{title}  best {value:.4g} @ step {step:.0f}",
+            f"{title}  best {value:.3g} @{step:.0f}",
+            f"{title} best {value:.3g}",
+            f"{short_title} best {value:.3g}",
+        ]
+        if width is None:
+            return forms[0]
+        fitting = [form for form in forms if len(form) <= width]
+        return fitting[0] if fitting else forms[-1][:width]
 
     def render_text(self, width: int, height: int) -> Text:
         """Draw the panel into a ``width`` x ``height`` cell box."""
@@ -246,7 +262,7 @@ class LossPanel(Widget):
         best = self.best_point()
         # The title gets its own line because the plot's first line is the colour key, and
         # a long key would cut the title there, with the modes that the keys m and y toggle.
-        title = Text(self.panel_title(best)[:width], style="bold")
+        title = Text(self.panel_title(best, width), style="bold")
         plot = draw_lines(series, width, height - 1, "", logy=self.logy, marker=best, colorless=self.app.no_color)
         return Text("\n").join([title, plots.to_rich_text(plot)])
 
