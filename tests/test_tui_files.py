@@ -251,6 +251,9 @@ async def test_files_text_file_unreadable(tmp_path: Path) -> None:
         details = screen.query_one("#files-details", Static)
         assert await wait_for(pilot, lambda: "Unreadable" in str(details.render()))
         assert "it does not start with the bytes 'root'" in str(details.render())
+        # The details pane grows past its usual 6 lines, so the whole message shows at 80x24.
+        assert details.has_class("unreadable")
+        assert details.size.height >= 7
 
 
 @run_async

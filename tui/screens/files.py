@@ -339,7 +339,10 @@ class FilesScreen(Screen[None]):
         self._show_plot(info)
 
     def _show_details(self, info: NodeInfo) -> None:
-        self.query_one("#files-details", Static).update(describe_node(info))
+        details = self.query_one("#files-details", Static)
+        details.update(describe_node(info))
+        # An unreadable node has no histogram, so its error message may take the plot's lines.
+        details.set_class(bool(info.details.get("error")), "unreadable")
 
     def _refresh_details(self) -> None:
         """Describe the node under the cursor again, because its dataset may have changed."""
