@@ -156,7 +156,38 @@ def test_dataset_all_files_bad(tmp_path: Path, shared_data: Path) -> None:
     assert "notes.root" in result.stderr
 
 
+def _damaged_rntuple_page(tmp_path: Path, shared_data: Path) -> tuple[str, str]:
+    """Copy the 2012 RNTuple with one byte flipped inside the first page of its fourth column."""
+    source = shared_data / "cms/Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
+    with uproot.open(source) as handle:
+        page = handle["Events"].page_link_list[0][3].pages[0]
+    data = bytearray(source.read_bytes())
+    data[page.locator.offset + 10] ^= 0xFF
+    path = tmp_path / "damaged_rntuple.root"
+    path.write_bytes(bytes(data))
+    return str(path), path.name
+
+
 REPORT_CASES = [case for case in CASES if case.exit_code != EXIT_NO_DATA]
+REPORT_CASES.append(BadInput("damaged RNTuple page", _damaged_rntuple_page, EXIT_UNREADABLE))
+
+
+def test_inspect_notes_damaged_rntuple(tmp_path: Path, shared_data: Path) -> None:
+    argument, name = _damaged_rntuple_page(tmp_path, shared_data)
+    result = _run("inspect", argument)
+
+    assert result.returncode == EXIT_OK, result.stderr
+    # The note opens the RNTuple's lines, so the 80-column wrapping leaves its start whole.
+    assert "note: the RNTuple is damaged: page 1 of field Muon_phi" in result.stdout
+
+
+def test_inspect_branch_of_damaged_rntuple(tmp_path: Path, shared_data: Path) -> None:
+    argument, name = _damaged_rntuple_page(tmp_path, shared_data)
+    result = _run("inspect", argument, "--branch", "Events:Muon_pt")
+
+    assert result.returncode == EXIT_UNREADABLE
+    _assert_one_sentence(result.stderr, name)
+    assert "does not match its checksum" in result.stderr
 
 
 @pytest.mark.skipif(

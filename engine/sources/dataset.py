@@ -21,6 +21,7 @@ from cmsgen.engine.sources.discovery import DataFile, discover_files
 from cmsgen.engine.sources.rootfile import (
     TreeInfo,
     branch_types,
+    damaged_rntuple_page,
     describe_read_error,
     is_rntuple,
     judge_branch,
@@ -84,6 +85,12 @@ def _open_root_entry(entry: FileEntry, layouts: list[Layout], forced: Layout | N
         except Exception as error:
             log.warning("cannot list the branches of %s in %s: %s", info.path, entry.path, error)
             per_tree[info.path] = {}
+            continue
+        if info.kind == "rntuple":
+            damage = damaged_rntuple_page(entry.tree_objects[info.path])
+            if damage is not None:
+                entry.error = f"The RNTuple {info.path} in {entry.path} is damaged: {damage}. Copy the file again."
+                return
     entry.branches = dict(per_tree)
 
     best: tuple[LayoutChoice, str] | None = None

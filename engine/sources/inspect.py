@@ -28,7 +28,7 @@ import numpy as np
 import uproot
 
 from cmsgen.engine.errors import DataNotFoundError, UnreadableFileError
-from cmsgen.engine.sources.rootfile import SIMPLE_INTERPRETATIONS, describe_read_error, open_root
+from cmsgen.engine.sources.rootfile import SIMPLE_INTERPRETATIONS, damaged_rntuple_page, describe_read_error, is_rntuple, open_root
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +375,9 @@ def _inspect_rntuple(path: Path, handle: uproot.ReadOnlyDirectory, key: str, obj
     structure.branches = [_inspect_field(item, item.name, sizes) for item in ntuple.fields]
     if entries == 0:
         structure.notes.append("the RNTuple has 0 entries")
+    damage = damaged_rntuple_page(ntuple)
+    if damage is not None:
+        structure.notes.append(f"the RNTuple is damaged: {damage}, so its values cannot be trusted. Copy the file again")
     return structure
 
 
@@ -486,6 +489,9 @@ def read_branch_values(path: str | Path, object_path: str, branch: str, max_entr
             raise DataNotFoundError(
                 f"The tree {object_path!r} in {file_path} has no branch {branch!r}; run inspect to list its branches."
             ) from error
+        damage = damaged_rntuple_page(container) if is_rntuple(container) else None
+        if damage is not None:
+            raise UnreadableFileError(f"The RNTuple {object_path!r} in {file_path} is damaged: {damage}. Copy the file again.")
         try:
             values = target.array(entry_stop=max_entries, library="ak")
         except Exception as error:  # noqa: BLE001 - uproot's deserialisers raise many types
