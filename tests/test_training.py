@@ -417,6 +417,30 @@ def test_resume_finished_run_needs_more_epochs(finished_flow_run: RunDirectory) 
     assert finished_flow_run.status()["state"] == "finished"
 
 
+def test_resume_more_epochs_replans_cosine(tmp_path: Path, cms_data: Path) -> None:
+    config = load_config(
+        write_config(tmp_path, cms_data / CSV_2011, "vae", epochs=2, batch_size=256, scheduler="cosine", device="cpu", log_every=1)
+    )
+    first = start_run(config, runs_dir=tmp_path / "runs", name="cosine").run()
+    finished_state = torch.load(first.run.checkpoint_path("last"), weights_only=True)
+    end_step = first.step
+
+    resumed = resume_run(first.run.path, epochs=4).run()
+
+    later = [record for record in resumed.run.metrics() if "lr" in record and record["step"] > end_step]
+    total = resumed.step
+    assert total == 2 * end_step
+    assert later
+    for record in later:
+        # The rate follows the cosine curve over the four epochs, not the finished curve's 0.
+        expected = 1e-3 * (1 + math.cos(math.pi * record["step"] / total)) / 2
+        assert record["lr"] == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert later[0]["lr"] > 0.4e-3
+    resumed_state = torch.load(resumed.run.checkpoint_path("last"), weights_only=True)
+    changed = [name for name, tensor in finished_state["model"].items() if not torch.equal(tensor, resumed_state["model"][name])]
+    assert changed
+
+
 # ---------------------------------------------------------------------- failures
 
 

@@ -179,6 +179,25 @@ def create_run_directory(runs_dir: str | Path, name: str | None, config: RunConf
     return RunDirectory(path)
 
 
+def _stretch_cosine(scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, total_steps: int) -> None:
+    """Replan a restored cosine schedule over ``total_steps``, for a resume with another epoch count.
+
+    The schedule moves to the learning rate of the new cosine curve at the current step. Only
+    setting ``T_max`` would not do: torch updates the rate from the previous one, so a run that
+    ended at rate 0 would stay at 0 for all its added epochs.
+    """
+    scheduler.T_max = total_steps
+    step = scheduler.last_epoch
+    rates = [
+        scheduler.eta_min + (base - scheduler.eta_min) * (1 + math.cos(math.pi * step / total_steps)) / 2
+        for base in scheduler.base_lrs
+    ]
+    for group, rate in zip(scheduler.optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    # get_last_lr() returns this list until the next step.
+    scheduler._last_lr = rates
+
+
 def check_inputs(config: RunConfig) -> None:
     """Check that the data files open with a known layout, before a run directory exists.
 
@@ -873,9 +892,8 @@ class Trainer:
             optimizer.load_state_dict(optimizer_state)
         for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=False):
             scheduler.load_state_dict(scheduler_state)
-            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-                # NOTE: a resume with more epochs stretches the remaining cosine decay from here on.
-                scheduler.T_max = self.total_steps
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != self.total_steps:
+                _stretch_cosine(scheduler, self.total_steps)
         restore_rng_states(state["rng"], self.batch_generator)
         self.position = _Position(
             step=int(state["step"]),
