@@ -138,3 +138,10 @@ def test_coloured_comparison_braille_only(comparison) -> None:  # type: ignore[n
     text = ANSI.sub("", plots.render_comparison(comparison, 80, 24))
     assert "•" not in text
     assert "━ real" in text
+
+
+def test_ratio_panel_has_half_steps(comparison) -> None:  # type: ignore[no-untyped-def]
+    lines = plots.render_comparison(comparison, 80, 24, colorless=True).split("\n")
+    ratio_labels = [line.split("┤")[0].strip() for line in lines if "┤" in line][-5:]
+
+    assert ratio_labels == ["2", "1.5", "1", "0.5", "0"]

@@ -87,6 +87,16 @@ def test_validate_run_table_and_markdown(trained_run: Path, tmp_path: Path) -> N
     assert "| univariate | mu1_phi [rad] | JSD [bit] |" in text
 
 
+def test_validate_wide_plots_stay_whole(trained_run: Path) -> None:
+    result = CliRunner().invoke(app, ["validate", str(trained_run), "--events", "300", "--plots", "--plot-width", "100", "--plot-height", "30"])
+
+    assert result.exit_code == 0, result.output
+    frame_lines = [line for line in result.output.splitlines() if "┤" in line]
+    # The console of a pipe is 80 columns wide, and the plots are printed past it, not wrapped.
+    assert frame_lines
+    assert {len(line) for line in frame_lines} == {100}
+
+
 def test_validate_files_form(shared_data: Path) -> None:
     result = CliRunner().invoke(
         app,

@@ -169,7 +169,7 @@ def render_comparison(
     stored in ``validation.json``). The first line holds the title (by default
     the variable name and unit) and the colour key. The two panels share the
     x axis, whose ticks are drawn once, under the ratio panel. The ratio panel
-    takes about a quarter of the height (at least 4 lines) and shows the
+    takes about a third of the height (at least 4 lines) and shows the
     y range 0-2, with ratios clipped to it, around the ideal line at 1. The
     plot is readable from 80x10 characters.
     """
@@ -179,7 +179,10 @@ def render_comparison(
 
         hc = histogram_comparison_from_dict(hc)
     plot_height = height - 1
-    ratio_height = max(4, plot_height // 4)
+    # A third of the height gives the ratio panel 5 rows of data at 80x24, so ratios of 0.5
+    # and 1.5 get their own rows: with 3 rows, every ratio rounds to 0, 1 or 2.
+    ratio_height = max(4, plot_height // 3)
+    ratio_ticks = 5 if ratio_height >= 7 else 3
     main_height = plot_height - ratio_height
     edges = np.asarray(hc.edges, dtype=np.float64)
     x_range = (float(edges[0]), float(edges[-1]))
@@ -213,7 +216,7 @@ def render_comparison(
         _draw(bottom, list(x_range), [1.0, 1.0], marker=_series_marker(0, colorless))
         _draw(bottom, *_step(edges, np.clip(hc.ratio, 0.0, 2.0)), marker=_series_marker(1, colorless))
         bottom.ruler("y").lim(0.0, 2.0)
-        bottom.ruler("y").ticks(*_aligned_ticks(2.0, 3, label_width))
+        bottom.ruler("y").ticks(*_aligned_ticks(2.0, ratio_ticks, label_width))
         bottom.ruler("x").lim(*x_range)
         plot = _finish(figure, plot_height, colorless)
 

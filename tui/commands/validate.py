@@ -289,13 +289,14 @@ def print_plots(report: ValidationReport, console: Console, width: int, height: 
     """Print the real-versus-generated plot of every feature and observable.
 
     Where the console prints no colours (a pipe, a file or ``NO_COLOR``), real and generated
-    are drawn with different glyphs.
+    are drawn with different glyphs. Plots wider than the console are printed whole.
     """
     from cmsgen.tui.plots import render_comparison, to_rich_text
 
-    colorless = console.color_system is None
+    colorless = console.no_color or console.color_system is None
     for histogram in report.histograms():
-        console.print(to_rich_text(render_comparison(histogram, width, height, colorless=colorless)))
+        # soft_wrap keeps lines whole when the plot is wider than the console (80 columns in a pipe).
+        console.print(to_rich_text(render_comparison(histogram, width, height, colorless=colorless)), soft_wrap=True)
 
 
 def _import_figure_libraries() -> tuple[Any, Any]:
