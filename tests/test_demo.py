@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ def test_demo_headless_main_job(tmp_path: Path) -> None:
     assert (cache_dir / "sample" / "manifest.json").is_file()
     assert "report: dimuon: trainable" in result.stdout
     assert "train: finished" in result.stdout
+    assert re.search(r"best w1_mass \d+(\.\d{1,3})? GeV", result.stdout), result.stdout
     assert "validate:" in result.stdout
 
     runs = [path for path in runs_dir.iterdir() if (path / "status.json").is_file()]

@@ -429,6 +429,7 @@ def test_format_losses_gan_shows_critic_loss_once() -> None:
 
     assert text == "loss_critic 9.276  loss_generator 2.5  w1_mass 11.1 GeV"
     assert format_losses({"loss": 6.5, "kl": 1.0}) == "loss 6.5  kl 1"
+    assert format_losses({"loss": 11.49, "reconstruction": 6.927, "kl": 1.062, "mmd": 0.452}) == "loss 11.49  reconstruction 6.927  kl 1.062  mmd 0.452"
 
 
 def test_progress_bar_keeps_step_count_at_80_columns() -> None:

@@ -111,7 +111,8 @@ def train_demo(data_dir: Path, runs_dir: Path, epochs: int) -> Path:
     trainer = start_run(config, runs_dir=runs_dir, name=name, callback=report_progress)
     typer.echo(f"train: VAE for {epochs} epochs in {trainer.run_dir.path}")
     result = trainer.run()
-    typer.echo(f"train: {result.state} after {result.step} steps, best w1_mass {result.best_metric}")
+    best = f"{result.best_metric:.4g} GeV" if isinstance(result.best_metric, (int, float)) else "none"
+    typer.echo(f"train: {result.state} after {result.step} steps, best w1_mass {best}")
     return result.run.path
 
 

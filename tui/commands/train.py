@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Loss keys shown in progress output, in this order, when the model reports them.
-SHOWN_LOSSES = ("loss", "loss_critic", "loss_generator", "nll", "reconstruction", "kl")
+SHOWN_LOSSES = ("loss", "loss_critic", "loss_generator", "nll", "reconstruction", "kl", "mmd")
 
 
 def format_losses(record: dict[str, Any]) -> str:
