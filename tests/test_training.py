@@ -251,6 +251,14 @@ def test_splits_too_few_events() -> None:
         make_splits(np.zeros((2, 3)), ("a", "b", "c"), val_fraction=0.4, test_fraction=0.4, seed=0)
 
 
+def test_empty_selection_names_every_cut(cms_data: Path) -> None:
+    # The 2015 ttbar NanoAOD file has no event with two muons of opposite charge.
+    with pytest.raises(NoEventsError) as caught:
+        load_features([cms_data / "nanoAOD_2015_CMS_Open_Data_ttbar.root"], "dimuon", options={"opposite_charge": True})
+
+    assert "(2 muons with finite pt, eta, phi, the two leading of opposite charge)" in caught.value.message
+
+
 # ---------------------------------------------------------------------- real runs
 
 
@@ -532,6 +540,15 @@ def test_unknown_layout_leaves_no_run(tmp_path: Path, shared_data: Path) -> None
     config = load_config(write_config(tmp_path, shared_data / "legacy" / "uproot-issue64.root", "flow"))
 
     with pytest.raises(UnreadableFileError, match="No known layout matches"):
+        start_run(config, runs_dir=tmp_path / "runs", name="x")
+
+    assert not (tmp_path / "runs" / "x").exists()
+
+
+def test_empty_tree_leaves_no_run(tmp_path: Path, shared_data: Path) -> None:
+    config = load_config(write_config(tmp_path, shared_data / "legacy" / "uproot-issue335.root", "flow"))
+
+    with pytest.raises(NoEventsError, match="has 0 entries"):
         start_run(config, runs_dir=tmp_path / "runs", name="x")
 
     assert not (tmp_path / "runs" / "x").exists()

@@ -109,7 +109,7 @@ def load_features(
     if len(values) == 0:
         raise NoEventsError(
             f"No event of {', '.join(files) or 'the dataset'} passes the {fs.name} selection "
-            f"({fs.n_objects} {fs.collection} with finite {', '.join(fs.fields)}); check the data with `cmsgen-tui report`."
+            f"({fs.selection_text()}); check the data with `cmsgen-tui report`."
         )
     log.info("loaded %d %s events out of %d read from %d files", len(values), fs.name, n_read, len(files))
     return FeatureTable(values, fs, n_read, dataset.layout.name if dataset.layout else "", files, n_dropped)

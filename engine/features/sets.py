@@ -81,6 +81,15 @@ class FeatureSet:
         species = COLLECTION_SPECIES.get(self.collection)
         return PDG_MASS.get(species) if species else None
 
+    def selection_text(self) -> str:
+        """Return the event selection in words, such as ``2 muons with finite pt, eta, phi, the two leading of opposite charge``."""
+        text = f"{self.n_objects} {self.collection} with finite {', '.join(self.fields)}"
+        if self.min_pt > 0:
+            text += f" and pt above {self.min_pt:g} GeV"
+        if self.opposite_charge and self.n_objects >= 2:
+            text += ", the two leading of opposite charge"
+        return text
+
     def required_fields(self) -> set[str]:
         needed = set(self.fields)
         if self.opposite_charge or self.charge_product:

@@ -14,7 +14,7 @@ import awkward as ak
 import pyarrow.parquet as pq
 
 from cmsgen.engine.canonical import CanonicalChunk, FieldStatus, RawKey, build_events, plan_collection
-from cmsgen.engine.errors import CmsgenError, UnreadableFileError
+from cmsgen.engine.errors import CmsgenError, NoEventsError, UnreadableFileError
 from cmsgen.engine.layouts.registry import FieldSpec, Layout, LayoutChoice, available_layouts, detect_layout
 from cmsgen.engine.sources.csvfile import CsvHeader, count_rows, iterate_csv, read_header
 from cmsgen.engine.sources.discovery import DataFile, discover_files
@@ -243,9 +243,17 @@ class Dataset:
         return sum(f.entries for f in self.readable_files)
 
     def require_layout(self) -> Layout:
-        """Return the dataset's layout, or raise UnreadableFileError when no known layout matches its files."""
+        """Return the dataset's layout, or raise when no known layout matches its files.
+
+        Raises:
+            NoEventsError: Every readable file has 0 entries, which matters more than its branch names.
+            UnreadableFileError: No known layout matches the branches.
+        """
         if self.layout is None:
             names = ", ".join(str(f.path) for f in self.files[:3])
+            readable = [f for f in self.files if f.readable]
+            if readable and all(f.entries == 0 for f in readable):
+                raise NoEventsError(f"Every tree and table in {names} has 0 entries; give files with events.")
             raise UnreadableFileError(
                 f"No known layout matches the branches of {names}; write a layout TOML file that maps its branches and pass it with --layout-file FILE."
             )
