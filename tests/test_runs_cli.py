@@ -117,6 +117,20 @@ def test_train_prints_plain_progress(trained: Path) -> None:
     assert "\x1b[" not in "\n".join(lines)
 
 
+def test_train_warns_about_small_sample(tmp_path: Path, cms_data: Path) -> None:
+    config = write_flow_config(tmp_path, cms_data / "poet2011_myoutput_50ev_run167675.root", epochs=1)
+
+    done = cli("train", config, "--run-dir", "runs", "--name", "small", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert "fewer than the batch size 64" in warnings[0]
+    assert "expect a poor model and a noisy w1_mass" in warnings[1]
+    status = RunDirectory(tmp_path / "runs" / "small").status()
+    assert len(status["warnings"]) == 2
+
+
 def test_train_bad_config_value_exit_5(tmp_path: Path, cms_data: Path) -> None:
     config = write_flow_config(tmp_path, cms_data / RNTUPLE_2012, batch_size=-4)
 

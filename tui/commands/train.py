@@ -76,6 +76,8 @@ class PlainReporter:
                 self.load_decile = decile
                 typer.echo(f"reading features: {record['fraction']:.0%} ({record['message']})")
         elif progress.kind == "start":
+            for warning in record.get("warnings", []):
+                typer.echo(f"warning: {warning}.", err=True)
             typer.echo(
                 f"training {status.get('model')} on {status.get('feature_set')} in run {status.get('name')}: "
                 f"{_count(status.get('total_steps'), 'step')}, {_count(status.get('total_epochs'), 'epoch')}",
@@ -140,6 +142,10 @@ class RichReporter:
                 self.bar.remove_task(self.load_task)
                 self.load_task = None
             self.bar.start()
+            from rich.markup import escape
+
+            for warning in record.get("warnings", []):
+                self.bar.console.print(f"[yellow]warning:[/] {escape(warning)}.", highlight=False)
             self.task = self.bar.add_task(
                 "train",
                 total=status.get("total_steps") or None,
