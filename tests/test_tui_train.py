@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from test_tui_runs import make_run, run_async, wait_for
+from textual import events
 from textual.widgets import Input, Label, Select
 
 from cmsgen.engine.training.config import dumps_toml, load_config
@@ -109,6 +110,33 @@ async def test_start_waits_for_config_read(cms_data: Path, tmp_path: Path) -> No
     # The run trained on the config's own data, not on an empty Data field.
     config_text = (monitor.run_dir / "config.toml").read_text()
     assert "uproot-Zmumu.root" in config_text
+
+
+@run_async
+async def test_start_during_config_pick(cms_data: Path, tmp_path: Path) -> None:
+    app = CmsgenApp([cms_data / "uproot-Zmumu.root"], tmp_path / "runs", initial_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        assert await wait_for(pilot, lambda: data_source(screen) == "from config", tries=400)
+        screen.query_one("#train-epochs", Input).value = "1"
+        screen.query_one("#train-batch", Input).value = "256"
+        choice = screen.query_one("#train-config-choice", Select)
+        choice.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        options = [value for _, value in choice._options]
+        await pilot.press(*["down"] * (options.index(str(VAE_CONFIG)) - options.index(choice.value)))
+        # Enter and s reach the app in one batch, as they can over a slow SSH link.
+        app.post_message(events.Key("enter", None))
+        app.post_message(events.Key("s", "s"))
+
+        assert await wait_for(pilot, lambda: screen.process is not None, tries=400)
+        assert choice.value == str(VAE_CONFIG)
+        monitor = screen.query_one(RunMonitor)
+        assert await wait_for(pilot, lambda: (monitor.status or {}).get("state") == "finished", tries=1200)
+        assert screen.process.wait(timeout=60) == 0
+    assert "Zmumu_Run2011A.csv" in (monitor.run_dir / "config.toml").read_text()
 
 
 @run_async

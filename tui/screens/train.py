@@ -252,6 +252,9 @@ class TrainScreen(Screen[None]):
         self._reading_config = False
         # Whether s was pressed while the config was read, so the run starts once the read ends.
         self._start_requested = False
+        # Whether s was pressed while the config list was open, so the run starts with the picked config.
+        self._start_after_pick = False
+        self._value_before_pick: object = Select.NULL
 
     def compose(self) -> ComposeResult:
         configs = find_sample_configs()
@@ -265,6 +268,7 @@ class TrainScreen(Screen[None]):
                     allow_blank=True,
                     value=str(configs[0]) if configs else Select.NULL,
                     compact=True,
+                    type_to_search=False,
                     id="train-config-choice",
                 )
                 yield Input(placeholder="or a config path", compact=True, id="train-config-path")
@@ -286,7 +290,19 @@ class TrainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._check_process)
+        self.watch(self.query_one("#train-config-choice", Select), "expanded", self._config_list_toggled, init=False)
         self.show_config_data()
+
+    def _config_list_toggled(self, expanded: bool) -> None:
+        """Keep a start request made while the config list was open for the config picked there."""
+        select = self.query_one("#train-config-choice", Select)
+        if expanded:
+            self._value_before_pick = select.value
+            return
+        if self._start_after_pick and select.value == self._value_before_pick:
+            # The list closed on the same config, so no new config is read and the run can start now.
+            self._start_after_pick = False
+            self.call_later(self.action_start)
 
     def on_screen_resume(self) -> None:
         current = getattr(self.app, "current_run", None)
@@ -342,11 +358,18 @@ class TrainScreen(Screen[None]):
         self._config_data_text = None
         self._config_invalid = False
         self._reading_config = False
-        self._start_requested = False  # The start request was for the previous config.
+        # A start request made before this config was picked was for the previous config, unless
+        # s was pressed while the config list was open.
+        self._start_requested = self._start_after_pick
+        self._start_after_pick = False
         data = self.query_one("#train-data", Input)
         if config is None or not config.is_file():
             data.value = ""
             self._update_data_source()
+            if self._start_requested:
+                # Nothing to read: the start reports the missing config.
+                self._start_requested = False
+                self.call_later(self.action_start)
             return
         # Until the config is read, the field is empty, which means the config's own data: the
         # paths of the previous config must not count as edited paths if s is pressed meanwhile.
@@ -472,6 +495,11 @@ class TrainScreen(Screen[None]):
     # ----------------------------------------------------------------- start, stop and resume
 
     def action_start(self) -> None:
+        if self.query_one("#train-config-choice", Select).expanded:
+            # Keys typed quickly can reach the screen before the list reports the pick.
+            self._start_after_pick = True
+            self.notify("The run starts with the picked config once it is read.", title="Training")
+            return
         if self.process is not None and self.process.poll() is None:
             self.notify("A run started here is still running. Stop it (x) before you start another.", severity="warning")
             return
