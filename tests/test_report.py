@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cmsgen.engine.report import build_report, render_markdown
@@ -289,3 +290,145 @@ def test_cli_says_no_values_checked(tmp_path: Path, cms_data: Path) -> None:
 
     assert "No events were read, so no values were checked." in result.stdout
     assert "No null, NaN" not in result.stdout
+
+
+NEXT_STEP = "write a layout TOML file that maps its branches and pass it with --layout-file FILE"
+RNTUPLE = "Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
+
+
+def verdict_reason(report: dict, label: str) -> str:
+    return next(v["reason"] for v in report["verdict"] if v["feature_set"] == label)
+
+
+@pytest.mark.parametrize("name", ["uproot-mc10events.root", "uproot-issue64.root"])
+def test_no_layout_verdict_gives_next_step(legacy_data: Path, name: str) -> None:
+    report = build_report(legacy_data / name).to_dict()
+
+    assert report["dataset"]["files"][0]["readable"] is True
+    assert report["layout"]["name"] is None
+    expected = f"no known layout matches the branches of {name}. To read its events, {NEXT_STEP}"
+    assert [v["reason"] for v in report["verdict"]] == [expected] * 4
+    assert report["fields"] == []
+    assert report["multiplicities"] == {}
+
+    fields_section = render_markdown(report).split("## Canonical fields")[1].split("## Value quality")[0]
+    assert "No known layout matches the branch names, so the report has no canonical fields." in fields_section
+
+
+def test_no_layout_verdict_names_every_file(tmp_path: Path, legacy_data: Path) -> None:
+    for name in ("a.root", "b.root"):
+        (tmp_path / name).write_bytes((legacy_data / "uproot-issue64.root").read_bytes())
+
+    report = build_report(tmp_path).to_dict()
+
+    expected = (
+        "no known layout matches the branches of the files a.root, b.root. To read their events, write a layout TOML "
+        "file that maps their branches and pass it with --layout-file FILE"
+    )
+    assert verdict_reason(report, "dimuon") == expected
+
+
+def test_cli_prints_no_empty_tables(legacy_data: Path) -> None:
+    result = run_cli("report", str(legacy_data / "uproot-issue64.root"))
+
+    assert result.returncode == 0, result.stderr
+    assert "No canonical fields: no known layout matches the branch names." in result.stdout
+    assert "Canonical fields" not in result.stdout
+    assert "Multiplicities" not in result.stdout
+    assert "no readable file with a known layout" not in result.stdout
+    assert "--layout-file" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (RNTUPLE, "the file has no jets branches (missing Jet_pt, Jet_eta, Jet_phi, Jet_mass)"),
+        ("poet2011_myoutput_50ev_run167675.root", "the file has no jets tree (missing myjets/Events)"),
+        ("uproot-Zmumu.root", "the layout csv-pairs has no jets"),
+        ("4mu_2012.csv", "the layout four-lepton has no jets"),
+    ],
+)
+def test_jets_verdict_blames_file_or_layout(cms_data: Path, name: str, expected: str) -> None:
+    """A layout that maps jets is not blamed for a file without jet branches, but a layout that maps none is."""
+    report = build_report(cms_data / name).to_dict()
+
+    assert verdict_reason(report, "leading-objects[jets, n=2]") == expected
+
+
+@pytest.mark.parametrize("name", ["nanoAOD_2015_CMS_Open_Data_ttbar.root", "poet2012_myoutput_100ev_run195397.root"])
+def test_jets_trainable_where_file_has_them(cms_data: Path, name: str) -> None:
+    """The layouts nanoaod and poet map jets: files that store them give trainable jets."""
+    report = build_report(cms_data / name).to_dict()
+
+    jets = next(v for v in report["verdict"] if v["feature_set"] == "leading-objects[jets, n=2]")
+    assert jets["trainable"] is True
+    assert "events pass the selection (2 jets with finite pt, eta, phi, mass); fewer than 200 events give a poor model" in jets["reason"]
+
+
+def test_rntuple_electrons_reason_names_fields(cms_data: Path) -> None:
+    report = build_report(cms_data / RNTUPLE).to_dict()
+
+    assert verdict_reason(report, "leading-objects[electrons, n=2]") == "electrons field(s) eta, phi, pt are neither stored nor derivable"
+
+
+def test_jets_verdict_counts_files(tmp_path: Path, cms_data: Path) -> None:
+    for name in ("a.root", "b.root"):
+        (tmp_path / name).write_bytes((cms_data / RNTUPLE).read_bytes())
+
+    report = build_report(tmp_path).to_dict()
+
+    expected = "none of the 2 files has jets branches (missing Jet_pt, Jet_eta, Jet_phi, Jet_mass)"
+    assert verdict_reason(report, "leading-objects[jets, n=2]") == expected
+
+
+def write_zmumu_copies(folder: Path, zmumu: Path) -> dict[str, np.ndarray]:
+    """Write the numeric branches of ``zmumu`` unchanged to a.root and b.parquet in ``folder``, and return them as numpy arrays."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import uproot
+
+    tree = uproot.open(zmumu)["events"]
+    arrays = {name: tree[name].array(library="np") for name in tree.keys() if name != "Type"}
+    with uproot.recreate(folder / "a.root") as output:
+        output["events"] = arrays
+    pq.write_table(pa.table(arrays), folder / "b.parquet")
+    return arrays
+
+
+def test_drift_ignores_type_spellings(tmp_path: Path, cms_data: Path) -> None:
+    """ROOT's double and int32_t equal Arrow's double and int32. A CSV file's column types are not compared."""
+    write_zmumu_copies(tmp_path, cms_data / "uproot-Zmumu.root")
+
+    report = build_report(tmp_path).to_dict()
+    with_csv = build_report([cms_data / "uproot-Zmumu.root", cms_data / "Zmumu_Run2011A.csv"]).to_dict()
+
+    assert [(f["format"], f["layout"]) for f in report["dataset"]["files"]] == [("root", "csv-pairs"), ("parquet", "csv-pairs")]
+    assert report["drift"] == []
+    assert len(with_csv["drift"]) == 1
+    assert with_csv["drift"][0]["missing"] == ["dxy1", "dxy2", "iso1", "iso2"]
+    assert with_csv["drift"][0]["type_changes"] == []
+
+
+def test_drift_reports_float32_against_float64(tmp_path: Path, cms_data: Path) -> None:
+    import uproot
+
+    arrays = write_zmumu_copies(tmp_path, cms_data / "uproot-Zmumu.root")
+    (tmp_path / "b.parquet").unlink()
+    with uproot.recreate(tmp_path / "b.root") as output:
+        output["events"] = {**arrays, "pt1": arrays["pt1"].astype(np.float32)}
+
+    report = build_report(tmp_path).to_dict()
+
+    assert [f["layout"] for f in report["dataset"]["files"]] == ["csv-pairs", "csv-pairs"]
+    assert len(report["drift"]) == 1
+    assert report["drift"][0]["type_changes"] == [{"branch": "pt1", "reference": "double", "file": "float"}]
+
+
+def test_cli_marks_cut_source_list(cms_data: Path) -> None:
+    report = build_report(cms_data / "4mu_2012.csv").to_dict()
+    result = run_cli("report", str(cms_data / "4mu_2012.csv"))
+
+    assert field_status(report, "muons", "pt")["source"] == ["pt1", "pt2", "pt3", "pt4"]
+    assert result.returncode == 0, result.stderr
+    assert "pt1, pt2, pt3 and 1 more" in result.stdout
+    assert "Q1, Q2, Q3 and 1 more" in result.stdout

@@ -16,8 +16,10 @@ import numpy as np
 from cmsgen.engine.canonical import CANONICAL_COLLECTIONS, CanonicalChunk
 from cmsgen.engine.errors import CmsgenError
 from cmsgen.engine.features.sets import FeatureSet, get_feature_set
-from cmsgen.engine.layouts.registry import CANONICAL_FIELDS
+from cmsgen.engine.layouts.registry import CANONICAL_FIELDS, CollectionSpec, Layout
 from cmsgen.engine.report.checks import CrossCheckTotals, DuplicateFinder, FieldQuality, Multiplicity
+from cmsgen.engine.report.typenames import canonical_type_name
+from cmsgen.engine.training.splits import SMALL_TRAINING_EVENTS
 from cmsgen.engine.sources import DEFAULT_STEP_SIZE, Dataset, FileEntry, open_dataset
 from cmsgen.engine.sources.dataset import prefetched
 from cmsgen.engine.sources.rootfile import is_rntuple, open_root
@@ -105,7 +107,13 @@ def _readable_edm_notes(entry: FileEntry) -> list[str]:
 
 
 def _drift(files: list[FileEntry]) -> list[dict[str, Any]]:
-    """Compare the main-tree branches of each readable file with the first one of its layout."""
+    """Compare the main-tree branches of each readable file with the first one of its layout.
+
+    Types are compared in one spelling (``double`` equals ``float64``), and only between
+    files that store them. A CSV file stores text, and the reader gives every column the type
+    float64 whatever the text is, so a CSV file takes part in no type comparison. A branch
+    whose type could not be listed (an empty name) is not compared either.
+    """
     reference: dict[str, FileEntry] = {}
     drift = []
     for entry in files:
@@ -119,7 +127,9 @@ def _drift(files: list[FileEntry]) -> list[dict[str, Any]]:
         own = entry.branches.get(None, {})
         missing = sorted(set(ref) - set(own))
         extra = sorted(set(own) - set(ref))
-        changed = sorted(name for name in set(ref) & set(own) if ref[name] != own[name])
+        changed = []
+        if "csv" not in (entry.data_file.format, reference[key].data_file.format):
+            changed = sorted(name for name in set(ref) & set(own) if _type_changed(ref[name], own[name]))
         if missing or extra or changed:
             drift.append(
                 {
@@ -131,6 +141,13 @@ def _drift(files: list[FileEntry]) -> list[dict[str, Any]]:
                 }
             )
     return drift
+
+
+def _type_changed(reference: str, other: str) -> bool:
+    """Return True when two known branch type names differ in their canonical spelling."""
+    if not reference or not other:
+        return False
+    return canonical_type_name(reference) != canonical_type_name(other)
 
 
 def _field_table(files: list[FileEntry], layout: str | None) -> list[dict[str, Any]]:
@@ -320,7 +337,9 @@ def finish_report(
         notes.append(NO_EVENTS_NOTE)
 
     raw_quality = _raw_branch_quality(dataset) if dataset.layout is None else []
-    verdict = _verdict(dataset, verdict_sets, totals, readable)
+    # to_dict frees the collected keys, so it runs once.
+    duplicates = totals.duplicates.to_dict()
+    verdict = _verdict(dataset, verdict_sets, totals, readable, duplicates["n_duplicates"])
     data = {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "files": [_file_dict(e) for e in dataset.files]},
@@ -335,7 +354,7 @@ def finish_report(
         "quality": [q.to_dict() for q in totals.quality.values()],
         "raw_branch_quality": raw_quality,
         "consistency": [c.to_dict() for c in totals.cross.values()],
-        "duplicates": totals.duplicates.to_dict(),
+        "duplicates": duplicates,
         "multiplicities": totals.multiplicity.to_dict(),
         "unreadable": unreadable,
         "drift": _drift(dataset.files),
@@ -369,15 +388,24 @@ def _update_quality(quality: dict[tuple[str, str], FieldQuality], events: ak.Arr
             quality[key].update(events.met[name])
 
 
-def _verdict(dataset: Dataset, verdict_sets: list[FeatureSet], totals: ReportTotals, readable: list[FileEntry]) -> list[dict[str, Any]]:
+def _verdict(
+    dataset: Dataset, verdict_sets: list[FeatureSet], totals: ReportTotals, readable: list[FileEntry], duplicates: int
+) -> list[dict[str, Any]]:
+    """Return one verdict row per feature set; ``duplicates`` counts the rows that repeat a (run, event) pair."""
+    # Every collection of the layout has field statuses, "missing" ones included, so
+    # ``mapped`` lists what the layout maps and ``stored`` what the files store or derive.
+    mapped = {s.collection for e in readable for s in e.field_statuses}
+    stored = {s.collection for e in readable for s in e.field_statuses if s.status != "missing"}
     rows = []
     for fs in verdict_sets:
         label = _verdict_label(fs)
         row: dict[str, Any] = {"feature_set": label, "name": fs.name, "options": dict(fs.options), "trainable": False, "n_events": 0}
         if dataset.layout is None or not readable:
-            row["reason"] = "no readable file with a known layout"
-        elif fs.collection not in {s.collection for e in readable for s in e.field_statuses if s.status != "missing"}:
+            row["reason"] = _no_layout_reason(dataset)
+        elif fs.collection not in mapped:
             row["reason"] = f"the layout {dataset.layout.name} has no {fs.collection}"
+        elif fs.collection not in stored:
+            row["reason"] = _absent_collection_reason(dataset.layout, fs, readable)
         else:
             statuses = {(s.collection, s.field): s.status for e in readable for s in e.field_statuses}
             missing = [f for f in sorted(fs.required_fields()) if statuses.get((fs.collection, f), "missing") == "missing"]
@@ -386,15 +414,80 @@ def _verdict(dataset: Dataset, verdict_sets: list[FeatureSet], totals: ReportTot
             else:
                 row["n_events"] = int(totals.selected[label])
                 row["trainable"] = row["n_events"] > 0
-                selection = f"{fs.n_objects} {fs.collection} with finite {', '.join(fs.fields)}"
-                if fs.opposite_charge:
-                    selection += ", opposite charge"
+                selection = fs.selection_text()
                 if totals.n_events == 0:
                     row["reason"] = f"no events were read, so none pass the selection ({selection})"
                 else:
-                    row["reason"] = f"{row['n_events']:,} events pass the selection ({selection})"
+                    verb = "passes" if row["n_events"] == 1 else "pass"
+                    row["reason"] = f"{_count(row['n_events'], 'event')} {verb} the selection ({selection})"
+                    if 0 < row["n_events"] < SMALL_TRAINING_EVENTS:
+                        row["reason"] += f"; fewer than {SMALL_TRAINING_EVENTS} events give a poor model"
+                    if duplicates:
+                        row["reason"] += f"; the count includes events whose (run, event) pair repeats ({duplicates:,} rows)"
         rows.append(row)
     return rows
+
+
+def _no_layout_reason(dataset: Dataset) -> str:
+    """Return the verdict reason for a dataset whose events cannot be read, with the next step."""
+    readable = [entry for entry in dataset.files if entry.readable]
+    if not readable:
+        return "no file of the dataset can be read (the unreadable list gives the reason for each file)"
+    unmatched = [entry for entry in readable if entry.choice is None]
+    if not unmatched:
+        return f"no readable file has the layout {dataset.layout.name}" if dataset.layout else "no readable file has a known layout"
+    names = _shortened_names([entry.path.name for entry in unmatched], 3)
+    if len(unmatched) == 1:
+        return (
+            f"no known layout matches the branches of {names}. "
+            "To read its events, write a layout TOML file that maps its branches and pass it with --layout-file FILE"
+        )
+    return (
+        f"no known layout matches the branches of the files {names}. "
+        "To read their events, write a layout TOML file that maps their branches and pass it with --layout-file FILE"
+    )
+
+
+def _absent_collection_reason(layout: Layout, fs: FeatureSet, readable: list[FileEntry]) -> str:
+    """Return the verdict reason for a collection that ``layout`` maps but no readable file stores.
+
+    The reason names the tree or the branches that the layout reads the collection from,
+    limited to the fields that ``fs`` needs when the layout maps any of them.
+    """
+    subject = "the file has no" if len(readable) == 1 else f"none of the {len(readable)} files has"
+    spec = _collection_spec(layout, fs.collection)
+    if spec is None:
+        return f"{subject} {fs.collection} branches"
+    if spec.tree is not None and not any(spec.tree in entry.branches for entry in readable):
+        return f"{subject} {fs.collection} tree (missing {spec.tree})"
+    branches_per_field = spec.branches()
+    fields = [name for name in branches_per_field if name in fs.required_fields()] or list(branches_per_field)
+    present = set().union(*(entry.branch_names(spec.tree) for entry in readable))
+    missing = [branch for name in fields for branch in branches_per_field[name] if branch not in present]
+    if not missing:
+        return f"{subject} {fs.collection} branches"
+    return f"{subject} {fs.collection} branches (missing {_shortened_names(missing, 4)})"
+
+
+def _collection_spec(layout: Layout, collection: str) -> CollectionSpec | None:
+    """Return the layout's collection that fills the canonical ``collection``, also through a split by PDG id."""
+    if collection in layout.collections:
+        return layout.collections[collection]
+    # A collection split by PDG id fills muons and electrons, as canonical.plan_collection does.
+    return next((spec for spec in layout.collections.values() if spec.split_by_pdg_id and collection in ("muons", "electrons")), None)
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` (with thousands separators) and ``noun`` in the singular or plural."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
+
+
+def _shortened_names(names: list[str], limit: int) -> str:
+    """Return up to ``limit`` names and the count of the others."""
+    text = ", ".join(names[:limit])
+    if len(names) > limit:
+        text += f" and {len(names) - limit} more"
+    return text
 
 
 def _raw_branch_quality(dataset: Dataset, max_entries: int = 100_000) -> list[dict[str, Any]]:

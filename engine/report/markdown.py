@@ -36,6 +36,7 @@ def render_markdown(report: Any) -> str:
     lines += _table(
         ["collection", "field", "status", "from", "how"],
         [[r["collection"], r["field"], r["status"], ", ".join(r["source"][:4]) + (" ..." if len(r["source"]) > 4 else ""), r["derivation"]] for r in data["fields"]],
+        "No known layout matches the branch names, so the report has no canonical fields." if layout["name"] is None else "(none)",
     )
 
     lines += ["## Value quality", ""]

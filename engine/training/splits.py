@@ -10,6 +10,11 @@ import numpy as np
 
 from cmsgen.engine.errors import NoEventsError
 
+# Below this many training events a run warns that its model and w1_mass are unreliable, and the
+# report's verdict warns below this many selected events. This is an estimate, set below the 489
+# training events of the 2012 RNTuple sample config, which trains usably.
+SMALL_TRAINING_EVENTS = 200
+
 SPLIT_NAMES = ("train", "val", "test")
 
 

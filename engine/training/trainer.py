@@ -48,14 +48,11 @@ from cmsgen.engine.training.checkpoint import (
 from cmsgen.engine.training.config import RunConfig, dumps_toml, parse_config
 from cmsgen.engine.training.distributed import DistributedContext
 from cmsgen.engine.training.runs import RunDirectory, utc_now, write_json_atomic
-from cmsgen.engine.training.splits import Splits, load_splits, make_splits, save_splits
+from cmsgen.engine.training.splits import SMALL_TRAINING_EVENTS, Splits, load_splits, make_splits, save_splits
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 1.0  # seconds between status.json rewrites during an epoch
-# Below this many training events a run warns that its model and w1_mass are unreliable. This is an
-# estimate, set below the 489 training events of the 2012 RNTuple sample config, which trains usably.
-SMALL_TRAINING_EVENTS = 200
 
 
 @dataclass(frozen=True)

@@ -136,14 +136,19 @@ def print_report(data: dict[str, Any]) -> None:
         files.add_row(Path(f["path"]).name, f["format"], f["layout"] or "-", f"{f['entries']:,}", "yes" if f["readable"] else f"[red]no[/]: {escape(f['error'] or '')}")
     console.print(files)
 
-    fields = Table(title="Canonical fields")
-    for column in ("collection", "field", "status", "from"):
-        fields.add_column(column)
-    colours = {"present": "green", "derived": "yellow", "missing": "red"}
-    for row in data["fields"]:
-        source = row["derivation"] or ", ".join(row["source"][:3])
-        fields.add_row(row["collection"], row["field"], f"[{colours[row['status']]}]{row['status']}[/]", escape(source))
-    console.print(fields)
+    if data["fields"]:
+        fields = Table(title="Canonical fields")
+        for column in ("collection", "field", "status", "from"):
+            fields.add_column(column)
+        colours = {"present": "green", "derived": "yellow", "missing": "red"}
+        for row in data["fields"]:
+            source = row["derivation"] or (_shortened(row["source"], 3) if row["source"] else "")
+            fields.add_row(row["collection"], row["field"], f"[{colours[row['status']]}]{row['status']}[/]", escape(source))
+        console.print(fields)
+    elif layout["name"] is None:
+        console.print("[yellow]No canonical fields: no known layout matches the branch names.[/]")
+    else:
+        console.print(f"[yellow]No canonical fields: the layout {escape(layout['name'])} maps no collection of objects.[/]")
 
     bad = [q for q in data["quality"] if q["null"] or q["nan"] or q["inf"] or q["sentinel"] or q["out_of_range"]]
     quality = Table(title="Bad values (fields with any)")
@@ -169,13 +174,17 @@ def print_report(data: dict[str, Any]) -> None:
     duplicates = data["duplicates"]
     if duplicates["checked"]:
         console.print(f"[bold]Duplicate events:[/] {duplicates['n_duplicates']} rows repeat a (run, event) pair")
-    multiplicity = Table(title="Multiplicities")
-    for column in ("collection", "events", "empty", "mean", "histogram"):
-        multiplicity.add_column(column)
-    for name, m in data["multiplicities"].items():
-        histogram = ", ".join(f"{k}:{v}" for k, v in list(m["histogram"].items())[:8])
-        multiplicity.add_row(name, f"{m['events']:,}", f"{m['empty']:,}", f"{m['mean']:.2f}", histogram)
-    console.print(multiplicity)
+    if data["multiplicities"]:
+        multiplicity = Table(title="Multiplicities")
+        for column in ("collection", "events", "empty", "mean", "histogram"):
+            multiplicity.add_column(column)
+        for name, m in data["multiplicities"].items():
+            histogram = ", ".join(f"{k}:{v}" for k, v in list(m["histogram"].items())[:8])
+            multiplicity.add_row(name, f"{m['events']:,}", f"{m['empty']:,}", f"{m['mean']:.2f}", histogram)
+        console.print(multiplicity)
+    elif data["n_events"]:
+        console.print("[yellow]No multiplicities: the layout maps no collection of objects.[/]")
+    # With no events read, the line under the bad values already states that nothing was counted.
 
     if data["unreadable"]:
         unreadable = Table(title=f"Unreadable ({len(data['unreadable'])})")
