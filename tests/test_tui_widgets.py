@@ -12,7 +12,7 @@ import pytest
 from cmsgen.engine.errors import ConfigError
 from cmsgen.engine.logs import log_path
 from cmsgen.tui.screens.train import process_output, read_config_data, run_name_stem
-from cmsgen.tui.widgets.loss_panel import MetricHistory, format_duration, moving_average, prepare_series, thin
+from cmsgen.tui.widgets.loss_panel import MetricHistory, format_duration, moving_average, prepare_series, smoothing_window, thin
 from cmsgen.tui.widgets.metrics_tail import MetricsTail, find_run_dirs, read_status
 from cmsgen.tui.widgets.run_monitor import (
     PROCESS_LOG,
@@ -293,3 +293,19 @@ def test_config_data_rejects_invalid_config(tmp_path: Path) -> None:
     broken.write_text("[model]\nfamily = 'vae'\n[data]\n")
     with pytest.raises(ConfigError, match="data.paths"):
         read_config_data(broken)
+
+
+@pytest.mark.parametrize(("n_points", "window"), [(1, 1), (4, 2), (24, 5), (80, 5), (1_000, 20), (100_000, 2_000)])
+def test_smoothing_window_sizes(n_points: int, window: int) -> None:
+    assert smoothing_window(n_points) == window
+
+
+def test_smoothing_changes_short_noisy_series() -> None:
+    history = MetricHistory()
+    rng = np.random.default_rng(0)
+    history.add_rows([{"step": step, "loss": 1.0 + rng.normal(0.0, 0.3)} for step in range(24)])
+
+    _, raw = prepare_series(history, ["loss"], smooth=False, max_points=100)["loss"]
+    _, smoothed = prepare_series(history, ["loss"], smooth=True, max_points=100)["loss"]
+
+    assert np.std(np.diff(smoothed)) < 0.5 * np.std(np.diff(raw))

@@ -27,8 +27,10 @@ NON_LOSS_KEYS = frozenset(
     {"step", "epoch", "time", "lr", "events_per_second", "grad_norm", "w1_mass", "best_w1_mass"}
 )
 
-# Fraction of the points that the trailing moving average spans when smoothing is on.
+# Fraction of the points that the trailing moving average spans when smoothing is on, and its
+# shortest span: with the fraction alone, a panel of fewer than 100 points did not change.
 SMOOTHING_FRACTION = 0.02
+MIN_SMOOTHING_WINDOW = 5
 
 # Redraw period of a panel with new points, in seconds (at most 4 redraws a second).
 REDRAW_PERIOD = 0.25
@@ -141,6 +143,11 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[upper] - cumulative[upper - counts]) / counts
 
 
+def smoothing_window(n_points: int) -> int:
+    """Return the span of the moving average over ``n_points`` points: 2 %, at least 5, at most half of them."""
+    return max(1, min(max(MIN_SMOOTHING_WINDOW, int(n_points * SMOOTHING_FRACTION)), n_points // 2))
+
+
 def thin(steps: np.ndarray, values: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
     """Average consecutive points in equal groups so that at most ``max_points`` remain."""
     if steps.size <= max_points or max_points < 1:
@@ -160,7 +167,7 @@ def prepare_series(
         finite = np.isfinite(values)
         steps, values = steps[finite], values[finite]
         if smooth:
-            values = moving_average(values, max(1, int(values.size * SMOOTHING_FRACTION)))
+            values = moving_average(values, smoothing_window(values.size))
         prepared[name] = thin(steps, values, max_points)
     return prepared
 
