@@ -28,6 +28,13 @@ async def test_report_tables_and_export(cms_data: Path, tmp_path: Path) -> None:
         assert verdict.row_count > 0
         assert "dimuon" in str(verdict.get_row_at(0)[0])
 
+        # The vim keys move the cursor of the focused table.
+        verdict.focus()
+        await pilot.press("j")
+        assert verdict.cursor_row == 1
+        await pilot.press("k")
+        assert verdict.cursor_row == 0
+
         await pilot.press("e")
         assert await wait_for(pilot, lambda: isinstance(app.screen, ExportScreen))
         field = app.screen.query_one("#export-path", Input)

@@ -27,7 +27,11 @@ WIDGET_KEYS: dict[str, list[tuple[str, str]]] = {
         ("j / k", "Move down / up in the tree"),
         ("l / h", "Open / close a node (also right / left)"),
     ],
-    "Report": [("left / right", "Previous / next table, when the tab bar has the focus (tab moves the focus)")],
+    "Report": [
+        ("left / right", "Previous / next table, when the tab bar has the focus (tab moves the focus)"),
+        ("j / k", "Move down / up in a table"),
+    ],
+    "Validate": [("j / k", "Move down / up in the table of figures")],
     "Train": [("tab / shift+tab", "Move between the fields of the form")],
 }
 

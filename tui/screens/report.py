@@ -29,7 +29,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from cmsgen.tui.widgets.tables import fill_table
+from cmsgen.tui.widgets.tables import KeyTable, fill_table
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ class ReportScreen(Screen[None]):
         with TabbedContent(id="report-tabs"):
             for section, (title, _columns) in SECTIONS.items():
                 with TabPane(title, id=f"tab-{section}"):
-                    table: DataTable[str] = DataTable(id=f"table-{section}", zebra_stripes=True, cursor_type="row")
+                    table: DataTable[str] = KeyTable(id=f"table-{section}", zebra_stripes=True, cursor_type="row")
                     yield table
         yield Static("", id="report-details")
         yield Footer()

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 from cmsgen.tui.widgets.metrics_tail import find_run_dirs
 from cmsgen.tui import plots
 from cmsgen.tui.widgets.plot_view import PlotView
-from cmsgen.tui.widgets.tables import fill_table
+from cmsgen.tui.widgets.tables import KeyTable, fill_table
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class ValidateScreen(Screen[None]):
         with Horizontal(id="validate-progress-row"):
             yield ProgressBar(total=1.0, show_eta=False, id="validate-progress")
             yield Static("Pick a run and press s to validate it.", id="validate-step")
-        table: DataTable[str] = DataTable(id="validate-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str] = KeyTable(id="validate-table", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static("", id="validate-row")
         yield PlotView("The histograms of the variable under the cursor appear here.", id="validate-plot")

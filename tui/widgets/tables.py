@@ -1,10 +1,12 @@
-"""Fill a DataTable with columns sized to their content."""
+"""Data tables: filling one with columns sized to their content, and a table with vim keys."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 
@@ -43,3 +45,12 @@ def _fitted(cell: str, width: int) -> str | Text:
         return cell
     text.truncate(width, overflow="ellipsis")
     return text
+
+
+class KeyTable(DataTable[str]):
+    """Data table whose cursor also moves with the vim keys j and k, as in the Files tree and the Runs table."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
