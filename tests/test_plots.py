@@ -145,3 +145,22 @@ def test_ratio_panel_has_half_steps(comparison) -> None:  # type: ignore[no-unty
     ratio_labels = [line.split("┤")[0].strip() for line in lines if "┤" in line][-5:]
 
     assert ratio_labels == ["2", "1.5", "1", "0.5", "0"]
+
+
+def test_histogram_counts_start_at_zero() -> None:
+    histogram = histogram_1d(np.random.default_rng(4).uniform(-2.4, 2.4, 3000), bins=30)
+    lines = plots.render_histogram(histogram, 60, 12, "Muon_eta", colorless=True).split("\n")
+    labels = [line.split("┤")[0].strip() for line in lines if "┤" in line]
+
+    assert float(labels[-1]) == 0.0
+
+
+def test_loss_steps_label_whole_numbers() -> None:
+    # Thinned steps are averages of groups of steps, so they can be fractions.
+    steps = [10.5 * index for index in range(1, 200)]
+    lines = plots.render_lines({"loss": (steps, [1.0 / s for s in steps])}, 48, 12, "Losses", colorless=True).split("\n")
+    labels = lines[-1].split()
+
+    assert labels[0] == "10"
+    assert labels[-1] == "2090"
+    assert all(label.isdigit() for label in labels)

@@ -149,6 +149,22 @@ def _legend_line(title: str, entries: Sequence[tuple[str, int]], width: int, col
     return "  ".join(coloured_parts)
 
 
+def _step_label(step: float) -> str:
+    """Return a short label of a step number: 860, 4400, 12k, 1.5M."""
+    if step < 10_000:
+        return f"{step:.0f}"
+    if step < 1_000_000:
+        return f"{step / 1000:.3g}k"
+    return f"{step / 1_000_000:.3g}M"
+
+
+def _step_ticks(first: float, last: float, width: int) -> tuple[list[float], list[str]]:
+    """Return evenly spaced x ticks between ``first`` and ``last`` with short step labels, about one per 8 columns."""
+    count = max(2, min(6, width // 8))
+    positions = [first + (last - first) * index / (count - 1) for index in range(count)]
+    return positions, [_step_label(round(position)) for position in positions]
+
+
 def _aligned_ticks(upper: float, count: int, width: int) -> tuple[list[float], list[str]]:
     """Return ``count`` evenly spaced y ticks from 0 to ``upper``, with labels right-aligned to ``width``."""
     positions = [upper * index / (count - 1) for index in range(count)]
@@ -238,6 +254,9 @@ def render_histogram(h: Histogram1D, width: int = 80, height: int = 24, title: s
         figure.plot_size(width, height)
         _draw(figure, *_step(np.asarray(h.edges), np.asarray(h.counts)))
         figure.ruler("x").lim(float(h.edges[0]), float(h.edges[-1]))
+        # The counts axis starts at 0, so bin heights compare. plotext would start it at the lowest count.
+        top = max((float(c) for c in np.asarray(h.counts) if math.isfinite(float(c))), default=1.0) or 1.0
+        figure.ruler("y").lim(0.0, top * 1.05)
         outside = h.underflow + h.overflow
         suffix = f" ({outside} outside the range)" if outside else ""
         figure.title(f"{title}{suffix}")
@@ -253,7 +272,7 @@ def render_lines(
     marker: tuple[float, float] | None = None,
     colorless: bool = False,
 ) -> str:
-    """Plot named (x, y) series as lines, for loss curves.
+    """Plot named (step, y) series as lines, for loss curves. The x ticks are whole step numbers.
 
     The first line contains ``title`` and the colour key of the series, so no
     legend box covers the data. ``logy`` draws the y axis on a log scale and
@@ -276,6 +295,10 @@ def render_lines(
             figure.draw(point)
         if logy:
             figure.ruler("y").scale("log")
+        # The x values are steps, which thinning can average to fractions: the labels stay whole numbers.
+        steps = [float(x) for xs, _ in series.values() for x in xs if math.isfinite(float(x))]
+        if steps and max(steps) > min(steps):
+            figure.ruler("x").ticks(*_step_ticks(min(steps), max(steps), width))
         plot = _finish(figure, height - 1, colorless)
     legend = _legend_line(title, key, width, colorless)
     if marker is not None and len(_ANSI.sub("", legend)) + 8 <= width:
