@@ -57,6 +57,13 @@ async def test_report_missing_path_error(tmp_path: Path) -> None:
         message = str(app.screen.query_one("#error-message").render())
         assert "does-not-exist.root" in message
 
+        # Export after the failure names the failure, not a build in progress.
+        app.screen.dismiss()
+        await pilot.pause()
+        await pilot.press("e")
+        assert await wait_for(pilot, lambda: any("no report to export" in n.message for n in app._notifications))
+        assert not any("still being built" in n.message for n in app._notifications)
+
 
 def columns_start_within(table: DataTable, width: int) -> bool:
     """Return whether the last column of ``table`` starts before ``width`` cells, each column with its padding."""

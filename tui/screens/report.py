@@ -343,6 +343,8 @@ class ReportScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.report: dict[str, Any] | None = None
+        # The reason the latest build failed, or None while a build runs or after one succeeded.
+        self.build_error: str | None = None
         self.markdown = ""
         # The paths of the report on screen or being built; None before the first build.
         self.report_paths: list[Path] | None = None
@@ -373,6 +375,7 @@ class ReportScreen(Screen[None]):
         paths: list[Path] = self.app.report_paths()  # type: ignore[attr-defined]
         self.report_paths = paths
         self.report = None
+        self.build_error = None
         self.markdown = ""
         self.show_rows({section: [] for section in SECTIONS})
         self.query_one("#report-summary", Static).update(
@@ -405,6 +408,7 @@ class ReportScreen(Screen[None]):
     def on_report_failed(self, message: ReportFailed) -> None:
         if message.paths != self.report_paths:
             return
+        self.build_error = message.reason
         self.query_one("#report-summary", Static).update(f"[red]No report:[/red] {escape(message.reason)}")
         self.app.show_error("The report could not be built", message.reason)  # type: ignore[attr-defined]
 
@@ -495,6 +499,9 @@ class ReportScreen(Screen[None]):
         return runs_dir.resolve().parent / "cmsgen-report"
 
     def action_export(self) -> None:
+        if self.report is None and self.build_error is not None:
+            self.notify(f"There is no report to export: {self.build_error}", severity="error", timeout=8)
+            return
         if self.report is None:
             self.notify("The report is still being built. Press e again when it is ready.", severity="warning")
             return
