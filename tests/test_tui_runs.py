@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable
 
 from cmsgen.tui.app import CmsgenApp
@@ -156,3 +157,15 @@ async def test_smoothing_and_log_keys(tmp_path: Path) -> None:
         assert panel.smooth
         assert panel.logy
         assert "(smoothed, log y)" in panel.render_text(50, 12).plain
+
+
+def test_attach_takes_run_name_or_path(tmp_path: Path) -> None:
+    from cmsgen.engine.errors import DataNotFoundError
+    from cmsgen.tui.commands.app import resolve_attached_run
+
+    run_dir = make_run(tmp_path, "named", "running", 5)
+
+    assert resolve_attached_run(Path("named"), tmp_path) == tmp_path / "named"
+    assert resolve_attached_run(run_dir, tmp_path / "elsewhere") == run_dir
+    with pytest.raises(DataNotFoundError, match="run missing not found"):
+        resolve_attached_run(Path("missing"), tmp_path)

@@ -16,9 +16,27 @@ def run_app(paths: list[Path], runs_dir: Path, attach: Path | None = None) -> No
     for path in paths:
         if not path.exists():
             raise DataNotFoundError(f"{path} not found; give existing data files or directories")
-    if attach is not None and not (attach / "status.json").is_file():
-        raise DataNotFoundError(f"{attach} is not a run directory (no status.json); give a folder under the runs directory")
+    if attach is not None:
+        attach = resolve_attached_run(attach, runs_dir)
     CmsgenApp(paths, runs_dir, attach_run=attach).run()
+
+
+def resolve_attached_run(attach: Path, runs_dir: Path) -> Path:
+    """Return the run directory of ``attach``: a path to a run directory, or a run name under ``runs_dir``.
+
+    Raises:
+        DataNotFoundError: Neither is a run directory (a folder with a status.json).
+    """
+    from cmsgen.engine.errors import DataNotFoundError
+
+    named = runs_dir / attach
+    for folder in (attach, named):
+        if (folder / "status.json").is_file():
+            return folder
+    raise DataNotFoundError(
+        f"run {attach} not found: neither {attach} nor {named} is a run directory (with a status.json). "
+        "Give a run name under --runs-dir or the path of a run directory."
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +58,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = Path("runs"),
         attach: Annotated[
-            Path | None, typer.Option("--attach", help="Run directory whose live panels open first.")
+            Path | None, typer.Option("--attach", help="Run (a name under --runs-dir, or a run directory) whose live panels open first.")
         ] = None,
     ) -> None:
         """Open the terminal app: files, report, train, runs and validate screens."""

@@ -72,7 +72,7 @@ class RunsScreen(Screen[None]):
         # A priority binding, because the focused DataTable's own Enter binding would
         # otherwise take the key and hide this one from the footer.
         Binding("enter", "attach", "Attach", priority=True),
-        Binding("v", "validate", "Validate"),
+        Binding("v", "validate", "Open in Validate"),
         Binding("x", "stop", "Stop"),
         Binding("ctrl+r", "refresh", "Refresh"),
         Binding("j", "cursor('down')", "Down", show=False),
@@ -128,7 +128,7 @@ class RunsScreen(Screen[None]):
         self.listed = True
         runs_dir = self.app.runs_dir  # type: ignore[attr-defined]
         self.query_one("#runs-summary", Static).update(
-            f"{len(self.runs)} run(s) in {runs_dir}. Enter attaches, v validates, x stops the selected run."
+            f"{len(self.runs)} run(s) in {runs_dir}. Enter attaches, v opens Validate, x stops the selected run."
             if self.runs
             else f"No runs in {runs_dir} yet. Start one on the Train screen (3) or with `cmsgen-tui train`."
         )
