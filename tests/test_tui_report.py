@@ -118,6 +118,19 @@ def test_summary_fits_80_columns(cms_data: Path) -> None:
     assert "uproot-Zmumu.root" in lines[0]
     assert "more" in lines[0]
     assert "trainable: dimuon, leading-objects[muons, n=2]" in lines[2]
+    assert lines[2].startswith("1,804 duplicate events · ")
+
+
+def test_summary_counts_files_read(cms_data: Path) -> None:
+    from cmsgen.engine.report import build_report
+
+    paths = [cms_data / "uproot-Zmumu.root", cms_data / "4mu_2012.csv", cms_data / "Zmumu_Run2011A.csv"]
+    report = build_report(paths).to_dict()
+    lines = [Text.from_markup(line).plain for line in summary_text(report, paths, 80).splitlines()]
+
+    # The two Z -> mu mu files share the layout csv-pairs, and the four-lepton CSV is not read.
+    assert " events from 2 of 3 files · layout csv-pairs · " in lines[1]
+    assert len(lines[1]) <= 78
 
 
 def test_shorten_paths_keeps_names() -> None:

@@ -201,15 +201,20 @@ def summary_text(report: dict[str, Any], paths: Sequence[Path | str], width: int
     duplicates = (report.get("duplicates") or {}).get("n_duplicates", 0)
     missing = sum(1 for row in report.get("fields") or [] if row.get("status") == "missing")
     trainable = [str(row.get("feature_set")) for row in report.get("verdict") or [] if row.get("trainable")]
+    files = (report.get("dataset") or {}).get("files") or []
+    read = sum(1 for f in files if f.get("readable") and f.get("layout") and f.get("layout") == layout.get("name"))
+    # Files of another layout, or unreadable ones, are not read: the count says so before the Notes tab does.
+    source = f" from {read} of {len(files)} files" if read < len(files) else ""
+    duplicates_text = f"{duplicates:,} duplicate {plural(duplicates, 'event')} · " if duplicates else ""
     prefix = "Report of "
     return "\n".join(
         [
             prefix + escape(shorten_paths(paths, max(width - 2 - len(prefix), 20))),
             (
-                f"{report.get('n_events', 0):,} events · layout [b]{escape(str(layout.get('name') or 'none'))}[/b] · "
-                f"{missing} missing {plural(missing, 'field')} · {duplicates:,} duplicate {plural(duplicates, 'event')}"
+                f"{report.get('n_events', 0):,} events{source} · layout [b]{escape(str(layout.get('name') or 'none'))}[/b] · "
+                f"{missing} missing {plural(missing, 'field')}"
             ),
-            f"trainable: {escape(', '.join(trainable)) or 'none'}",
+            f"{duplicates_text}trainable: {escape(', '.join(trainable)) or 'none'}",
         ]
     )
 
