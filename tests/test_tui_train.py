@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from test_tui_runs import make_run, run_async, wait_for
 from textual import events
 from textual.widgets import Input, Label, Select
 
+from cmsgen.engine.errors import EXIT_INTERRUPTED
 from cmsgen.engine.training.config import dumps_toml, load_config
 from cmsgen.tui.app import CmsgenApp
 from cmsgen.tui.screens.error import ErrorScreen
@@ -159,6 +162,41 @@ async def test_train_rejects_bad_settings(tmp_path: Path) -> None:
         await pilot.press("s")
         assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
         assert "transformer" in str(app.screen.query_one("#error-message").render())
+
+
+@run_async
+async def test_unavailable_device_fails_plainly(cms_data: Path, tmp_path: Path) -> None:
+    app = CmsgenApp([cms_data / "uproot-Zmumu.root"], tmp_path / "runs", initial_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        screen.query_one("#train-config-path", Input).value = str(GAN_CONFIG)
+        assert await wait_for(pilot, lambda: screen._shown_config == GAN_CONFIG, tries=400)
+        assert await wait_for(pilot, lambda: data_source(screen) == "from config", tries=400)
+        screen.query_one("#train-device", Select).value = "cuda"
+        screen.set_focus(None)
+        await pilot.press("s")
+
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), tries=600)
+        assert "CUDA" in str(app.screen.query_one("#error-message").render())
+        status_line = str(screen.query_one("#run-status").render())
+        assert "failed before it started" in status_line
+
+
+@run_async
+async def test_stop_before_training_is_no_error(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, "early", "failed", 0)
+    app = CmsgenApp([tmp_path], tmp_path, initial_mode="train")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        # A real process that ends as train does when SIGTERM arrives while it reads its data.
+        screen.process_run = run_dir
+        screen._stop_requested = run_dir
+        screen.process = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({EXIT_INTERRUPTED})"])
+
+        assert await wait_for(pilot, lambda: any("stopped before training started" in text for text in notification_texts(app)), tries=400)
+        assert not isinstance(app.screen, ErrorScreen)
 
 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf"])

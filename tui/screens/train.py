@@ -32,7 +32,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Select
+from textual.widgets import Footer, Header, Input, Label, Select, Static
 
 from cmsgen.engine.errors import EXIT_INTERRUPTED
 from cmsgen.tui.widgets.metrics_tail import read_status
@@ -252,6 +252,8 @@ class TrainScreen(Screen[None]):
         self._reading_config = False
         # Whether s was pressed while the config was read, so the run starts once the read ends.
         self._start_requested = False
+        # The run that x asked to stop, so that its exit reads as a stop, not an error.
+        self._stop_requested: Path | None = None
         # Whether s was pressed while the config list was open, so the run starts with the picked config.
         self._start_after_pick = False
         self._value_before_pick: object = Select.NULL
@@ -577,6 +579,7 @@ class TrainScreen(Screen[None]):
             self.notify(f"Process {pid} of run {run_dir.name} has already ended.", severity="warning")
             return
         log.info("sent SIGTERM to process %s of run %s", pid, run_dir)
+        self._stop_requested = run_dir
         self.notify(f"Stopping run {run_dir.name}: it saves a checkpoint first.", title="Training")
 
     def action_resume(self) -> None:
@@ -632,9 +635,18 @@ class TrainScreen(Screen[None]):
         state = (status or {}).get("state")
         if code == 0 or (code == EXIT_INTERRUPTED and state == "stopped"):
             return
+        run_name = self.process_run.name if self.process_run else "?"
+        if code == EXIT_INTERRUPTED and self.process_run is not None and self._stop_requested == self.process_run:
+            # x stopped the run while it read its data, before it had a checkpoint: the user's own stop, not an error.
+            self.notify(f"Run {run_name} stopped before training started, so it has nothing to resume. Press s to start again.", title="Training")
+            return
+        if status is None:
+            # The process failed before it wrote a status, so the monitor would wait for one forever.
+            monitor = self.query_one(RunMonitor)
+            monitor.detach()
+            monitor.query_one("#run-status", Static).update(f"Run {run_name} failed before it started: see the error.")
         output = process_output(self.process_output) if self.process_output else ""
         log.error("training process %d exited with code %d (state %s), output:\n%s", self.process.pid, code, state, output)
-        run_name = self.process_run.name if self.process_run else "?"
         lines = [f"The training process of run {run_name} exited with code {code}."]
         if output:
             lines.append(output)
