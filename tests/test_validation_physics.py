@@ -123,6 +123,20 @@ def test_memorisation_not_flagged_independent() -> None:
     assert result.median_ratio == pytest.approx(1.0, abs=0.15)
 
 
+def test_memorisation_slightly_closer_not_flagged() -> None:
+    train = toy_dimuon_events(5_000, seed=0)
+    held_out = toy_dimuon_events(2_000, seed=1)
+    # Generated events a little closer to the training events: significant, but not by the flagged margin.
+    mixed = toy_dimuon_events(2_000, seed=2)
+    mixed[:300] = train[:300] * (1.0 + 0.05 * np.random.default_rng(8).normal(size=(300, 7)))
+    mixed[:300, 6] = train[:300, 6]
+    result = check_memorisation(train, mixed, held_out)
+
+    assert not result.possible_memorisation
+    assert result.p_value < 0.01
+    assert result.reason.startswith("below the memorisation threshold: generated events are closer")
+
+
 def test_memorisation_counts_held_out_duplicates() -> None:
     train = toy_dimuon_events(3_000, seed=0)
     held_out = np.concatenate([train[:500], toy_dimuon_events(1_500, seed=6)])

@@ -141,6 +141,12 @@ def check_memorisation(
         )
     elif math.isnan(median_held_out):
         reason = "fewer than 2 held-out events differ from every training event, so no distances can be compared"
+    elif p_value < p_value_threshold:
+        # A small p-value alone means that generated events sit significantly closer, but by too little to flag.
+        reason = (
+            f"below the memorisation threshold: generated events are closer to the training set than held-out "
+            f"events (KS p = {p_value:.2g}), but their median ratio {ratio:.3g} is above {median_ratio_threshold:g}"
+        )
     else:
         reason = f"no sign of memorisation (median ratio {ratio:.3g}, KS p = {p_value:.2g})"
     if held_out_duplicate_fraction > 0:

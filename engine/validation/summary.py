@@ -104,7 +104,7 @@ def summary_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
             _row(
                 "physics",
                 check["name"],
-                "failed",
+                "failing",
                 f"{check['generated']['fraction_failed']:.3%}",
                 f"real {check['real']['fraction_failed']:.3%}",
                 check["verdict"],

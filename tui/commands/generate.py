@@ -83,7 +83,10 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option("--device", help="Device: auto, cpu, cuda or mps.")] = "cpu",
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
     ) -> None:
-        """Generate N events with a trained model and write them with NanoAOD or CMS-education names."""
+        """Generate N events with a trained model and write them with NanoAOD or CMS-education names.
+
+        The objects of each event are in decreasing pt: muon 1 (pt1, Muon_pt[0]) is the leading muon. The 2011 education CSV lists its muons in no pt order, so compare pt1 with the real leading muon, not with that CSV's pt1 column.
+        """
         from cmsgen.engine.errors import ConfigError
         from cmsgen.engine.training.config import DEVICES
 
