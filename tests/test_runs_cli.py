@@ -468,3 +468,17 @@ def test_progress_bar_keeps_step_count_at_80_columns() -> None:
     assert " 9000/9999 " in line
     assert "loss 7.408" in line
     assert len(line) <= 80
+
+
+def test_closed_stdout_stops_quietly(trained: Path) -> None:
+    # runs prints with typer.echo, whose write fails with BrokenPipeError once the reader is gone.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cmsgen.tui", "runs", "runs"], cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode in (0, 1)
+    assert "Traceback" not in stderr
+    assert "unexpected" not in stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -72,6 +73,12 @@ def handle_errors(function: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader of stdout closed it, as `| head` does: stop quietly with code 1, as rich's
+            # console does. stdout goes to /dev/null so that the flush at exit does not raise again.
+            log.info("%s stopped: the reader closed standard output", function.__name__)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_FAILURE) from None
         except Exception as error:  # noqa: BLE001 - the last line of defence: log, never show a traceback
             log.exception("%s failed with an unexpected error", function.__name__)
             error_console_print(
