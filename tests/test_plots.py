@@ -164,3 +164,17 @@ def test_loss_steps_label_whole_numbers() -> None:
     assert labels[0] == "10"
     assert labels[-1] == "2090"
     assert all(label.isdigit() for label in labels)
+
+
+def test_many_losses_keep_key_names_whole() -> None:
+    steps = list(range(1, 100))
+    names = ["loss_critic", "loss_generator", "gradient_penalty", "wasserstein", "mmd"]
+    series = {name: (steps, [1.0 / s + index for s in steps]) for index, name in enumerate(names)}
+    lines = plots.render_lines(series, 60, 12, "", marker=(40.0, 1.02), colorless=True).split("\n")
+
+    assert len(lines) == 12
+    key = " ".join(lines[:2])
+    for name in names:
+        assert name in key
+    assert "● best" in key
+    assert all(len(line) <= 60 for line in lines)

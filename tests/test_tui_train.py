@@ -349,7 +349,7 @@ async def test_stopped_run_says_press_r(tmp_path: Path) -> None:
         text = str(monitor.query_one("#run-status").render())
         assert "Press r to resume." in text
         assert "--resume" not in text
-        assert await wait_for(pilot, lambda: "Run paused stopped: press r to resume." in notification_texts(app))
+        assert await wait_for(pilot, lambda: "Run paused stopped: press r on the Train screen to resume." in notification_texts(app))
 
 
 @run_async

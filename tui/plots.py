@@ -138,7 +138,7 @@ def _legend_line(title: str, entries: Sequence[tuple[str, int]], width: int, col
         key = f"{glyph} {label}"
         plain_parts.append(key)
         coloured_parts.append(key if colorless else f"\x1b[38;5;{color}m{glyph}\x1b[0m {label}")
-    if len("  ".join(plain_parts)) > width:
+    if title and len("  ".join(plain_parts)) > width:
         # Cut the title, never the key, because the key is what tells the lines apart.
         keys = "  ".join(plain_parts[1 if title else 0 :])
         room = max(0, width - len(keys) - 2)
@@ -163,6 +163,40 @@ def _step_ticks(first: float, last: float, width: int) -> tuple[list[float], lis
     count = max(2, min(6, width // 8))
     positions = [first + (last - first) * index / (count - 1) for index in range(count)]
     return positions, [_step_label(round(position)) for position in positions]
+
+
+def _key_lines(
+    title: str, entries: Sequence[tuple[str, int]], width: int, colorless: bool, extras: Sequence[str] = (), max_lines: int = 1
+) -> list[str]:
+    """Return the title and a key per (label, 256-colour code) entry, then ``extras``, packed into lines of ``width``.
+
+    Items are never split across lines. When more than ``max_lines`` lines would be needed, the
+    last line ends with "…" for the items left out.
+    """
+    items: list[tuple[str, str]] = []
+    if title:
+        cut = title if len(title) <= width else title[: width - 1] + "…"
+        items.append((cut, cut))
+    for index, (label, color) in enumerate(entries):
+        glyph = _key_glyph(index, colorless)
+        room = width - len(glyph) - 1
+        label = label if len(label) <= room else label[: max(room - 1, 0)] + "…"
+        plain = f"{glyph} {label}"
+        items.append((plain, plain if colorless else f"\x1b[38;5;{color}m{glyph}\x1b[0m {label}"))
+    items += [(extra, extra) for extra in extras]
+
+    lines: list[tuple[str, str]] = []
+    for plain, coloured in items:
+        if lines and len(lines[-1][0]) + 2 + len(plain) <= width:
+            lines[-1] = (lines[-1][0] + "  " + plain, lines[-1][1] + "  " + coloured)
+        else:
+            lines.append((plain, coloured))
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        last_plain, last_coloured = lines[-1]
+        if len(last_plain) + 2 <= width:
+            lines[-1] = (last_plain, last_coloured + " …")
+    return [coloured for _, coloured in lines] or [""]
 
 
 def _aligned_ticks(upper: float, count: int, width: int) -> tuple[list[float], list[str]]:
@@ -281,16 +315,23 @@ def render_lines(
     are left out.
     """
     _check_size(width, height)
-    key: list[tuple[str, int]] = []
+    drawn: list[tuple[str, list[tuple[float, float]]]] = []
+    for name, (xs, ys) in series.items():
+        points = [(float(x), float(y)) for x, y in zip(xs, ys) if math.isfinite(float(y)) and (not logy or y > 0)]
+        if points:
+            drawn.append((name, points))
+    key = [(name, SERIES_COLORS[index % len(SERIES_COLORS)]) for index, (name, _) in enumerate(drawn)]
+    show_marker = marker is not None and all(math.isfinite(v) for v in marker) and (not logy or marker[1] > 0)
+    # Many losses, as the GAN logs, take a second key line rather than a line cut mid-name.
+    legend = _key_lines(title, key, width, colorless, ["● best"] if show_marker else [], max_lines=2 if height >= 10 else 1)
+    plot_height = height - len(legend)
     with _LOCK:
         figure = _figure()
-        figure.plot_size(width, height - 1)
-        for name, (xs, ys) in series.items():
-            points = [(float(x), float(y)) for x, y in zip(xs, ys) if math.isfinite(float(y)) and (not logy or y > 0)]
-            if points:
-                _draw(figure, [p[0] for p in points], [p[1] for p in points], marker=_series_marker(len(key), colorless))
-                key.append((name, SERIES_COLORS[len(key) % len(SERIES_COLORS)]))
-        if marker is not None and all(math.isfinite(v) for v in marker) and (not logy or marker[1] > 0):
+        figure.plot_size(width, plot_height)
+        for index, (_, points) in enumerate(drawn):
+            _draw(figure, [p[0] for p in points], [p[1] for p in points], marker=_series_marker(index, colorless))
+        if show_marker:
+            assert marker is not None
             point = figure.signal([float(marker[0])], [float(marker[1])], marker="●")
             figure.draw(point)
         if logy:
@@ -299,11 +340,8 @@ def render_lines(
         steps = [float(x) for xs, _ in series.values() for x in xs if math.isfinite(float(x))]
         if steps and max(steps) > min(steps):
             figure.ruler("x").ticks(*_step_ticks(min(steps), max(steps), width))
-        plot = _finish(figure, height - 1, colorless)
-    legend = _legend_line(title, key, width, colorless)
-    if marker is not None and len(_ANSI.sub("", legend)) + 8 <= width:
-        legend += "  ● best"
-    return legend + "\n" + plot
+        plot = _finish(figure, plot_height, colorless)
+    return "\n".join([*legend, plot])
 
 
 def to_rich_text(plot: str) -> Text:

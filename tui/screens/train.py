@@ -663,7 +663,7 @@ class TrainScreen(Screen[None]):
         if message.state == "finished":
             self.notify(f"Run {name} finished.", title="Training")
         elif message.state == "stopped":
-            self.notify(f"Run {name} stopped: press r to resume.", title="Training")
+            self.notify(f"Run {name} stopped: press r on the Train screen to resume.", title="Training")
         elif message.state in ("failed", "crashed") and not self._started_here(message.run_dir):
             # A process started here gets the error modal with its output from _check_process instead.
             self.notify(
