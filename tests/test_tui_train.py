@@ -44,6 +44,14 @@ def data_source(screen: TrainScreen) -> str:
     return str(screen.query_one("#train-data-source", Label).render())
 
 
+async def type_config(pilot, screen: TrainScreen, config: Path) -> None:  # type: ignore[no-untyped-def]
+    """Type ``config`` into the Config path field and wait until the Data field shows its data."""
+    screen.query_one("#train-config-path", Input).value = str(config)
+    # The sample config chosen at mount can finish reading after the path is typed.
+    assert await wait_for(pilot, lambda: screen._shown_config == config, tries=400)
+    assert await wait_for(pilot, lambda: data_source(screen) == "from config", tries=400)
+
+
 @run_async
 async def test_train_starts_real_run(cms_data: Path, tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
@@ -51,10 +59,7 @@ async def test_train_starts_real_run(cms_data: Path, tmp_path: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, TrainScreen)
-        screen.query_one("#train-config-path", Input).value = str(GAN_CONFIG)
-        # The sample config chosen at mount can finish reading after the path is typed.
-        assert await wait_for(pilot, lambda: screen._shown_config == GAN_CONFIG, tries=400)
-        assert await wait_for(pilot, lambda: data_source(screen) == "from config", tries=400)
+        await type_config(pilot, screen, GAN_CONFIG)
         screen.query_one("#train-epochs", Input).value = "2"
         screen.query_one("#train-batch", Input).value = "64"
         screen.set_focus(None)
@@ -170,9 +175,7 @@ async def test_unavailable_device_fails_plainly(cms_data: Path, tmp_path: Path) 
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, TrainScreen)
-        screen.query_one("#train-config-path", Input).value = str(GAN_CONFIG)
-        assert await wait_for(pilot, lambda: screen._shown_config == GAN_CONFIG, tries=400)
-        assert await wait_for(pilot, lambda: data_source(screen) == "from config", tries=400)
+        await type_config(pilot, screen, GAN_CONFIG)
         screen.query_one("#train-device", Select).value = "cuda"
         screen.set_focus(None)
         await pilot.press("s")
