@@ -482,3 +482,14 @@ def test_closed_stdout_stops_quietly(trained: Path) -> None:
     assert process.returncode in (0, 1)
     assert "Traceback" not in stderr
     assert "unexpected" not in stderr
+
+
+@pytest.mark.parametrize("arguments", [("app", "."), ("demo",)])
+def test_app_without_terminal_exits(tmp_path: Path, arguments: tuple[str, ...]) -> None:
+    done = cli(*arguments, "--runs-dir", "runs", cwd=tmp_path, timeout=60)
+
+    assert done.returncode == 5
+    assert done.stderr.strip() == (
+        "Error: the app needs a terminal, but standard input or output is not one. Run it in a terminal, "
+        "or use the headless commands (report, train, validate, demo --headless) in scripts."
+    )

@@ -711,6 +711,21 @@ def test_named_run_directory_reused_before_start(tmp_path: Path, cms_data: Path)
         create_run_directory(tmp_path / "runs", "prepared", config)
 
 
+def test_failing_progress_display_keeps_run(tmp_path: Path, cms_data: Path) -> None:
+    config = load_config(write_config(tmp_path, cms_data / "uproot-Zmumu.root", "flow", device="cpu"))
+    calls = []
+
+    def closed_stdout(progress: Progress) -> None:
+        calls.append(progress.kind)
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    result = start_run(config, runs_dir=tmp_path / "runs", name="piped", callback=closed_stdout).run()
+
+    assert result.state == "finished"
+    assert RunDirectory(tmp_path / "runs" / "piped").status()["state"] == "finished"
+    assert len(calls) == 1
+
+
 def test_interrupt_before_training_not_resumable(tmp_path: Path, cms_data: Path) -> None:
     from cmsgen.tui.commands.train import resolve_run_path
 

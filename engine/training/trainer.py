@@ -858,8 +858,18 @@ class Trainer:
             raise _write_error(path, error) from error
 
     def _notify(self, kind: str, record: dict[str, Any]) -> None:
-        if self.callback is not None:
+        """Pass a progress update to the callback. A callback that fails is dropped, and the run goes on.
+
+        The callback only displays progress (a progress bar, log lines, a test's probe), so its
+        failure, such as a closed stdout under ``| head``, must not fail a run that trains well.
+        """
+        if self.callback is None:
+            return
+        try:
             self.callback(Progress(kind, dict(record), dict(self._status)))
+        except Exception:  # noqa: BLE001 - any display error, logged with its traceback
+            log.warning("run %s: the progress callback failed, so progress is no longer shown", self.run_dir.name, exc_info=True)
+            self.callback = None
 
     # ----------------------------------------------------------------- checkpoints
 

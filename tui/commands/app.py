@@ -18,7 +18,24 @@ def run_app(paths: list[Path], runs_dir: Path, attach: Path | None = None) -> No
             raise DataNotFoundError(f"{path} not found; give existing data files or directories")
     if attach is not None:
         attach = resolve_attached_run(attach, runs_dir)
+    require_terminal()
     CmsgenApp(paths, runs_dir, attach_run=attach).run()
+
+
+def require_terminal() -> None:
+    """Raise ConfigError unless standard input and output are a terminal, which the app draws on and reads keys from.
+
+    Without one, Textual would keep running and drawing into a file or pipe until it is killed.
+    """
+    import sys
+
+    from cmsgen.engine.errors import ConfigError
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ConfigError(
+            "the app needs a terminal, but standard input or output is not one. Run it in a terminal, "
+            "or use the headless commands (report, train, validate, demo --headless) in scripts."
+        )
 
 
 def resolve_attached_run(attach: Path, runs_dir: Path) -> Path:

@@ -139,6 +139,10 @@ def run_demo(headless: bool, runs_dir: Path, cache_dir: Path, events: int, epoch
         raise ConfigError(f"--events {events} is invalid: the demo needs at least 1000 events")
     if epochs < 1:
         raise ConfigError(f"--epochs {epochs} is invalid: expected at least 1")
+    if not headless:
+        from cmsgen.tui.commands.app import require_terminal
+
+        require_terminal()
     sample_dir = ensure_sample(cache_dir, events)
     if not headless:
         from cmsgen.tui.app import CmsgenApp
