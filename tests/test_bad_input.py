@@ -15,6 +15,7 @@ import pytest
 import uproot
 
 from cmsgen.engine.errors import EXIT_NO_DATA, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNREADABLE
+from cmsgen.engine.sources.inspect import inspect_file
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,25 @@ def test_inspect_notes_damaged_rntuple(tmp_path: Path, shared_data: Path) -> Non
     assert result.returncode == EXIT_OK, result.stderr
     # The note opens the RNTuple's lines, so the 80-column wrapping leaves its start whole.
     assert "note: the RNTuple is damaged: page 1 of field Muon_phi" in result.stdout
+    structure = inspect_file(argument)
+    (rntuple,) = structure.objects
+    readable = {branch.name: branch.readable for branch in rntuple.branches}
+    assert readable["Muon_phi"] is False
+    assert readable["Muon_pt"] is True
+
+
+def test_damaged_rntuple_header_named(tmp_path: Path, shared_data: Path) -> None:
+    source = shared_data / "cms/Run2012BC_DoubleMuParked_Muons_1000evts_rntuple_v1-0-0-0.root"
+    data = bytearray(source.read_bytes())
+    # Byte 500 lies in the RNTuple's anchor or header, which uproot checks with checksums.
+    data[500] ^= 0xFF
+    path = tmp_path / "damaged_anchor.root"
+    path.write_bytes(bytes(data))
+    result = _run("report", str(path))
+
+    assert result.returncode == EXIT_UNREADABLE
+    _assert_one_sentence(result.stderr, path.name)
+    assert "RNTuple Events (a checksum or consistency check failed)" in result.stderr
 
 
 def test_inspect_branch_of_damaged_rntuple(tmp_path: Path, shared_data: Path) -> None:

@@ -89,7 +89,7 @@ def _open_root_entry(entry: FileEntry, layouts: list[Layout], forced: Layout | N
         if info.kind == "rntuple":
             damage = damaged_rntuple_page(entry.tree_objects[info.path])
             if damage is not None:
-                entry.error = f"The RNTuple {info.path} in {entry.path} is damaged: {damage}. Copy the file again."
+                entry.error = f"The RNTuple {info.path} in {entry.path} is damaged: {damage.description}. Copy the file again."
                 return
     entry.branches = dict(per_tree)
 

@@ -368,7 +368,7 @@ def _inspect_rntuple(path: Path, handle: uproot.ReadOnlyDirectory, key: str, obj
         entries = int(ntuple.num_entries)
     except Exception as error:  # noqa: BLE001 - RNTuple support in uproot is young and raises many types
         log.debug("reading RNTuple %s of %s failed", key, path, exc_info=True)
-        return ObjectStructure(object_path, "rntuple", None, notes=[f"the RNTuple cannot be read ({type(error).__name__}: {error})"])
+        return ObjectStructure(object_path, "rntuple", None, notes=[f"the RNTuple cannot be read ({describe_read_error(error)}); the file is damaged: copy it again"])
 
     sizes = _rntuple_field_sizes(ntuple)
     structure = ObjectStructure(object_path, "rntuple", entries)
@@ -377,7 +377,11 @@ def _inspect_rntuple(path: Path, handle: uproot.ReadOnlyDirectory, key: str, obj
         structure.notes.append("the RNTuple has 0 entries")
     damage = damaged_rntuple_page(ntuple)
     if damage is not None:
-        structure.notes.append(f"the RNTuple is damaged: {damage}, so its values cannot be trusted. Copy the file again")
+        structure.notes.append(f"the RNTuple is damaged: {damage.description}, so its values cannot be trusted. Copy the file again")
+        for branch in structure.branches:
+            if branch.name == damage.field:
+                branch.readable = False
+                branch.reason = f"{damage.description}: the file is damaged"
     return structure
 
 
@@ -491,7 +495,7 @@ def read_branch_values(path: str | Path, object_path: str, branch: str, max_entr
             ) from error
         damage = damaged_rntuple_page(container) if is_rntuple(container) else None
         if damage is not None:
-            raise UnreadableFileError(f"The RNTuple {object_path!r} in {file_path} is damaged: {damage}. Copy the file again.")
+            raise UnreadableFileError(f"The RNTuple {object_path!r} in {file_path} is damaged: {damage.description}. Copy the file again.")
         try:
             values = target.array(entry_stop=max_entries, library="ak")
         except Exception as error:  # noqa: BLE001 - uproot's deserialisers raise many types

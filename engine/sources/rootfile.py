@@ -69,6 +69,7 @@ def list_trees(root_file: Any, path: Path) -> list[TreeInfo]:
             f"The directory of the ROOT file {path} cannot be read ({type(error).__name__}); the file may be truncated: copy it again."
         ) from None
     trees = []
+    damaged = []
     for name, classname in classnames.items():
         if classname in TREE_CLASSES:
             try:
@@ -76,8 +77,14 @@ def list_trees(root_file: Any, path: Path) -> list[TreeInfo]:
                 entries = int(obj.num_entries)
             except Exception as error:
                 log.warning("cannot read the header of %s in %s: %s", name, path, error)
+                damaged.append(f"{'RNTuple' if 'RNTuple' in classname else 'TTree'} {name.split(';')[0]} ({describe_read_error(error)})")
                 continue
             trees.append(TreeInfo(name, "rntuple" if "RNTuple" in classname else "tree", entries))
+    if not trees and damaged:
+        # A damaged anchor or header fails uproot's checksum assertion: the file is damaged, not empty.
+        raise UnreadableFileError(
+            f"The ROOT file {path} has {', '.join(damaged)} whose header cannot be read; the file is damaged: copy it again."
+        )
     return trees
 
 
@@ -107,8 +114,16 @@ def is_rntuple(obj: Any) -> bool:
     return "RNTuple" in type(obj).__name__
 
 
-def damaged_rntuple_page(rntuple: Any) -> str | None:
-    """Return a description of the first RNTuple page whose checksum does not match its bytes, or None.
+@dataclass(frozen=True)
+class PageDamage:
+    """The first RNTuple page whose checksum does not match its bytes: its field and a description."""
+
+    field: str
+    description: str
+
+
+def damaged_rntuple_page(rntuple: Any) -> PageDamage | None:
+    """Return the first RNTuple page whose checksum does not match its bytes, or None.
 
     An RNTuple page with a checksum (a negative element count in its page description) is
     followed by the XXH3-64 hash of its stored bytes, little-endian. uproot 5.7 checks the
@@ -139,7 +154,7 @@ def damaged_rntuple_page(rntuple: Any) -> str | None:
                 if len(data) == size + CHECKSUM_BYTES and xxhash.xxh3_64_intdigest(bytes(data[:size])) == stored:
                     continue
                 name = fields[columns[column].field_id].field_name if column < len(columns) else f"column {column}"
-                return f"page {number + 1} of field {name} in cluster {cluster + 1} does not match its checksum"
+                return PageDamage(name, f"page {number + 1} of field {name} in cluster {cluster + 1} does not match its checksum")
     return None
 
 
@@ -182,6 +197,10 @@ def describe_read_error(error: BaseException) -> str:
         subject = "a basket" if "TBasket" in str(error) else "the data"
         detail = str(getattr(error, "message", "") or "").strip().splitlines()
         return f"{subject} cannot be deserialised: {detail[0]}" if detail else f"{subject} cannot be deserialised"
+    if isinstance(error, AssertionError):
+        # uproot asserts the RNTuple anchor, header and footer checksums, mostly with no message.
+        message = str(error).strip().splitlines()
+        return f"a checksum or consistency check failed: {message[0]}" if message else "a checksum or consistency check failed"
     text = str(error).strip()
     # uproot's first lines end in a comma where its message goes on ("expected Chunk of length 112,").
     first_line = text.splitlines()[0].rstrip(",;: ") if text else ""

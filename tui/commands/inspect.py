@@ -193,7 +193,7 @@ def register(app: typer.Typer) -> None:
             unreadable = sum(1 for item in structure.data_objects for node in item.all_branches() if not node.readable)
             if unreadable:
                 _warn(
-                    f"{unreadable} branches in {structure.path} cannot be read by uproot (marked unreadable above); "
+                    f"{unreadable} {'branch' if unreadable == 1 else 'branches'} in {structure.path} cannot be read (marked unreadable above); "
                     "analyses can use the other branches."
                 )
 
