@@ -349,3 +349,19 @@ def test_validate_bad_feature_options(shared_data: Path, options: list[str], exp
 
     assert result.exit_code == 5
     assert expected in result.output
+
+
+def test_z_rows_carry_own_verdicts() -> None:
+    from cmsgen.engine.validation.summary import _z_peak_rows
+
+    fit = {"status": "ok", "mass": 91.0, "mass_err": 0.1, "gamma": 1.2, "gamma_err": 0.2, "sigma": 1.0, "sigma_err": 0.2}
+    z_peak = {
+        "real": fit,
+        "generated": fit,
+        "pulls": {"mass": 3.1, "gamma": -0.46, "sigma": None},
+        "verdicts": {"mass": "warn", "gamma": "pass"},
+        "verdict": "warn",
+    }
+    rows = _z_peak_rows(z_peak)
+
+    assert [row["verdict"] for row in rows] == ["warn", "pass", "skipped"]

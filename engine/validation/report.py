@@ -484,13 +484,14 @@ def _z_peak_section(
     notes = [f"{label} fit: {fit.message}" for label, fit in (("real", real_fit), ("generated", generated_fit)) if fit.message]
     if notes:
         section["reason"] = "; ".join(notes)
-    largest = max(abs(value) for value in pulls.values() if value is not None)
-    if largest <= settings.z_pull_pass:
-        section["verdict"] = "pass"
-    elif largest <= settings.z_pull_warn:
-        section["verdict"] = "warn"
-    else:
-        section["verdict"] = "fail"
+    def judge(pull: float) -> str:
+        if abs(pull) <= settings.z_pull_pass:
+            return "pass"
+        return "warn" if abs(pull) <= settings.z_pull_warn else "fail"
+
+    # Each parameter gets its own verdict for the table rows, and the section that of the largest pull.
+    section["verdicts"] = {key: judge(value) for key, value in pulls.items() if value is not None}
+    section["verdict"] = judge(max(abs(value) for value in pulls.values() if value is not None))
     return section
 
 

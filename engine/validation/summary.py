@@ -152,7 +152,8 @@ def _z_peak_rows(z_peak: Mapping[str, Any]) -> list[dict[str, str]]:
                 f"pull {pull:+.2g}" if pull is not None else "no pull",
                 _format_number(generated_fit.get(name), generated_fit.get(f"{name}_err")),
                 "real " + _format_number(real_fit.get(name), real_fit.get(f"{name}_err")),
-                z_peak["verdict"],
+                # Reports saved before per-parameter verdicts have only the section's verdict.
+                (z_peak.get("verdicts") or {}).get(name, z_peak["verdict"] if pull is not None else "skipped"),
                 f"Z peak {name} [GeV], generated fit against real fit",
                 note=note if name == "mass" else "",
             )
