@@ -79,6 +79,8 @@ def test_demo_opens_app_on_three_layouts(tmp_path: Path, monkeypatch: pytest.Mon
     write_sample(tmp_path / "sample", n_events=1000, seed=0, n_files=1)
     opened: list[list[Path]] = []
     monkeypatch.setattr(CmsgenApp, "run", lambda self: opened.append(self.dataset_paths))
+    # The app itself does not run here, so it needs no terminal, which CI does not have.
+    monkeypatch.setattr("cmsgen.tui.commands.app.require_terminal", lambda: None)
     run_demo(False, tmp_path / "runs", tmp_path, events=1000, epochs=1)
     assert opened == [[tmp_path / "sample" / layout for layout in ("csv_pairs", "tutorial", "nanoaod")]]
 
