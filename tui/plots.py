@@ -95,6 +95,13 @@ def _key_glyph(index: int, colorless: bool) -> str:
     return BRAILLE_KEY if marker == "braille" else marker * 2
 
 
+def _key_item(index: int, label: str, color: int, colorless: bool) -> tuple[str, str]:
+    """Return the key of series ``index`` as (plain text, text with its ANSI colour): its glyph, then ``label``."""
+    glyph = _key_glyph(index, colorless)
+    plain = f"{glyph} {label}"
+    return plain, plain if colorless else f"\x1b[38;5;{color}m{glyph}\x1b[0m {label}"
+
+
 def _draw(plot: Any, xs: Sequence[float], ys: Sequence[float], marker: str = "braille") -> None:
     """Draw a line through the points with ``marker``, in the next colour of ``SERIES_COLORS``.
 
@@ -134,10 +141,9 @@ def _legend_line(title: str, entries: Sequence[tuple[str, int]], width: int, col
     plain_parts = [title] if title else []
     coloured_parts = list(plain_parts)
     for index, (label, color) in enumerate(entries):
-        glyph = _key_glyph(index, colorless)
-        key = f"{glyph} {label}"
-        plain_parts.append(key)
-        coloured_parts.append(key if colorless else f"\x1b[38;5;{color}m{glyph}\x1b[0m {label}")
+        plain, coloured = _key_item(index, label, color, colorless)
+        plain_parts.append(plain)
+        coloured_parts.append(coloured)
     if title and len("  ".join(plain_parts)) > width:
         # Cut the title, never the key, because the key is what tells the lines apart.
         keys = "  ".join(plain_parts[1 if title else 0 :])
@@ -178,11 +184,9 @@ def _key_lines(
         cut = title if len(title) <= width else title[: width - 1] + "…"
         items.append((cut, cut))
     for index, (label, color) in enumerate(entries):
-        glyph = _key_glyph(index, colorless)
-        room = width - len(glyph) - 1
+        room = width - len(_key_glyph(index, colorless)) - 1
         label = label if len(label) <= room else label[: max(room - 1, 0)] + "…"
-        plain = f"{glyph} {label}"
-        items.append((plain, plain if colorless else f"\x1b[38;5;{color}m{glyph}\x1b[0m {label}"))
+        items.append(_key_item(index, label, color, colorless))
     items += [(extra, extra) for extra in extras]
 
     lines: list[tuple[str, str]] = []
@@ -337,7 +341,7 @@ def render_lines(
         if logy:
             figure.ruler("y").scale("log")
         # The x values are steps, which thinning can average to fractions: the labels stay whole numbers.
-        steps = [float(x) for xs, _ in series.values() for x in xs if math.isfinite(float(x))]
+        steps = [x for _, points in drawn for x, _ in points if math.isfinite(x)]
         if steps and max(steps) > min(steps):
             figure.ruler("x").ticks(*_step_ticks(min(steps), max(steps), width))
         plot = _finish(figure, plot_height, colorless)

@@ -223,13 +223,13 @@ def check_inputs(config: RunConfig) -> None:
         ConfigError: A layout file is invalid.
         UnreadableFileError: No data file can be opened, or no known layout matches their branches.
     """
-    from cmsgen.engine.layouts import load_layout_file
     from cmsgen.engine.sources import open_dataset
     from cmsgen.engine.sources.discovery import discover_files
 
+    # A missing data path is named before a bad layout file, which open_dataset loads first.
     discover_files(list(config.data.paths))
-    for layout_file in config.data.layout_files:
-        load_layout_file(layout_file)
+    # NOTE: the trainer opens the files again when it reads the data, so their headers (and the
+    # page checksums of an RNTuple) are read twice.
     dataset = open_dataset(list(config.data.paths), layout_files=config.data.layout_files, judge_branches=False)
     dataset.require_layout()
 

@@ -32,7 +32,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, Select, Static
+from textual.widgets import Footer, Header, Input, Label, Select
 
 from cmsgen.engine.errors import EXIT_INTERRUPTED
 from cmsgen.tui.widgets.metrics_tail import read_status
@@ -642,9 +642,7 @@ class TrainScreen(Screen[None]):
             return
         if status is None:
             # The process failed before it wrote a status, so the monitor would wait for one forever.
-            monitor = self.query_one(RunMonitor)
-            monitor.detach()
-            monitor.query_one("#run-status", Static).update(f"Run {run_name} failed before it started: see the error.")
+            self.query_one(RunMonitor).detach(f"Run {run_name} failed before it started: see the error.")
         output = process_output(self.process_output) if self.process_output else ""
         log.error("training process %d exited with code %d (state %s), output:\n%s", self.process.pid, code, state, output)
         lines = [f"The training process of run {run_name} exited with code {code}."]

@@ -276,10 +276,12 @@ class RunMonitor(Vertical):
         log.info("attaching the run monitor to %s", self.run_dir)
         self._follow(self.run_dir, self._buffer)
 
-    def detach(self) -> None:
-        """Stop following the current run. The run itself keeps going."""
+    def detach(self, message: str | None = None) -> None:
+        """Stop following the current run, and show ``message`` in the status line when given. The run itself keeps going."""
         self.workers.cancel_group(self, "run-follow")
         self.run_dir = None
+        if message is not None:
+            self.query_one("#run-status", Static).update(message)
 
     def set_smoothing(self, smooth: bool) -> None:
         for panel in self.query(LossPanel):
