@@ -203,7 +203,7 @@ def summary_text(report: dict[str, Any], paths: Sequence[Path | str], width: int
     trainable = [str(row.get("feature_set")) for row in report.get("verdict") or [] if row.get("trainable")]
     files = (report.get("dataset") or {}).get("files") or []
     read = sum(1 for f in files if f.get("readable") and f.get("layout") and f.get("layout") == layout.get("name"))
-    # Files of another layout, or unreadable ones, are not read: the count says so before the Notes tab does.
+    # Files of another layout, or unreadable ones, are not read, and the count shows it before the Notes tab does.
     source = f" from {read} of {len(files)} files" if read < len(files) else ""
     duplicates_text = f"{duplicates:,} duplicate {plural(duplicates, 'event')} · " if duplicates else ""
     prefix = "Report of "
